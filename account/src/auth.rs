@@ -1,0 +1,81 @@
+//! Who is calling: the `AuthUser` and `Admin` extractors, and the one token
+//! check that REST and gRPC share.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::domain::Role;
+use crate::error::{Error, Result};
+use crate::startup::AppState;
+use crate::store::{self, User};
+use crate::tokens::Claims;
+
+/// A signed-in user: a valid, unrevoked bearer token of an existing user.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// The user, as stored now (so a role change is in force at once).
+    pub user: User,
+    /// The token's claims.
+    pub claims: Claims,
+}
+
+/// Checks a token: signature, issuer, audience, expiry, revocation (failing
+/// closed when the revocation store is down), and that its user still exists.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser> {
+    let claims = state.keys.verify(token)?;
+    if state.revocation.is_revoked(&claims).await? {
+        return Err(Error::Unauthenticated("the token has been revoked"));
+    }
+    let user = store::by_id(&state.db, claims.sub)
+        .await?
+        .ok_or(Error::Unauthenticated("the token's user no longer exists"))?;
+    Ok(AuthUser { user, claims })
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(parts: &Parts) -> Result<&str> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Error::Unauthenticated(
+            "an Authorization: Bearer token is required",
+        ))?;
+    let value = value
+        .to_str()
+        .map_err(|_| Error::Unauthenticated("the Authorization header is malformed"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(Error::Unauthenticated(
+            "the Authorization header must be 'Bearer <token>'",
+        )),
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        authenticate(state, bearer(parts)?).await
+    }
+}
+
+/// A signed-in admin; any other role is 403.
+#[derive(Debug, Clone)]
+pub struct Admin(pub AuthUser);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        if caller.user.role != Role::Admin {
+            return Err(Error::Forbidden("admin"));
+        }
+        Ok(Self(caller))
+    }
+}

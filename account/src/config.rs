@@ -1,0 +1,112 @@
+//! Configuration, from `SHOPEEZY_*` environment variables (or the same flags).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The account service: users, roles, passwords, tokens and revocation.
+///
+/// Every setting is an environment variable (shown in brackets) or a flag.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "shopeezy-account", version, about, long_about = None)]
+pub struct Config {
+    /// Database: `sqlite://path` (created when missing) or `postgres://…`.
+    #[arg(
+        long,
+        env = "SHOPEEZY_ACCOUNT_DATABASE_URL",
+        default_value = "sqlite://data/account.db"
+    )]
+    pub database_url: String,
+
+    /// Most database connections the service opens.
+    #[arg(
+        long,
+        env = "SHOPEEZY_ACCOUNT_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub database_max_connections: u32,
+
+    /// Redis for token revocation and login throttling; unset keeps both
+    /// in-process (one replica only). When set but unreachable, token checks
+    /// fail closed (503).
+    #[arg(long, env = "SHOPEEZY_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this service writes.
+    #[arg(long, env = "SHOPEEZY_REDIS_KEY_PREFIX", default_value = "shopeezy:")]
+    pub redis_key_prefix: String,
+
+    /// REST listen address.
+    #[arg(
+        long,
+        env = "SHOPEEZY_ACCOUNT_HTTP_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub http_addr: SocketAddr,
+
+    /// gRPC (`shopeezy.auth.v1.AuthService`) listen address.
+    #[arg(
+        long,
+        env = "SHOPEEZY_ACCOUNT_GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub grpc_addr: SocketAddr,
+
+    /// Folder for generated state (the signing key when none is configured).
+    #[arg(long, env = "SHOPEEZY_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Ed25519 private key (PKCS#8 PEM) that signs access tokens. Unset: read
+    /// `SHOPEEZY_JWT_PRIVATE_KEY_FILE`, else generate one once into the data folder.
+    #[arg(long, env = "SHOPEEZY_JWT_PRIVATE_KEY", hide_env_values = true)]
+    pub jwt_private_key: Option<String>,
+
+    /// File holding the Ed25519 private key (PKCS#8 PEM).
+    #[arg(long, env = "SHOPEEZY_JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<PathBuf>,
+
+    /// The tokens' issuer (`iss`).
+    #[arg(long, env = "SHOPEEZY_JWT_ISSUER", default_value = "shopeezy-account")]
+    pub jwt_issuer: String,
+
+    /// The tokens' audience (`aud`).
+    #[arg(long, env = "SHOPEEZY_JWT_AUDIENCE", default_value = "shopeezy")]
+    pub jwt_audience: String,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "SHOPEEZY_ACCESS_TOKEN_TTL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub access_token_ttl_secs: u64,
+
+    /// Failed logins for one account before it is throttled (429).
+    #[arg(long, env = "SHOPEEZY_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// The window, in seconds, in which failed logins are counted.
+    #[arg(long, env = "SHOPEEZY_LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
+
+    /// Email of the admin made to exist at start (with the password below).
+    #[arg(long, env = "SHOPEEZY_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+
+    /// Password of that admin, used only when the user is created.
+    #[arg(long, env = "SHOPEEZY_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Argon2id memory cost in KiB (OWASP's minimum, 19 MiB, by default).
+    #[arg(long, env = "SHOPEEZY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+
+    /// Argon2id iterations.
+    #[arg(long, env = "SHOPEEZY_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+}
+
+impl Config {
+    /// The defaults, as if no variable were set (tests start from this).
+    pub fn defaults() -> Self {
+        Self::parse_from(["shopeezy-account"])
+    }
+}

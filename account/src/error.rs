@@ -1,0 +1,145 @@
+//! The account service's errors, answered as problem+json on REST and as
+//! status codes on gRPC.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shopeezy_common::Problem;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No token, or one that is malformed, badly signed, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Login with an unknown user or a wrong password (the same answer for both).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The caller's role may not do this.
+    #[error("this needs the {0} role")]
+    Forbidden(&'static str),
+    /// The caller may not do this for another reason, with its code.
+    #[error("{1}")]
+    Refused(&'static str, &'static str),
+    /// No such thing (or not the caller's to see).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique value is taken: `email_taken` or `username_taken`.
+    #[error("{1}")]
+    Conflict(&'static str, &'static str),
+    /// A field failed validation.
+    #[error("{field}: {detail}")]
+    Invalid {
+        /// The JSON member at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        detail: &'static str,
+    },
+    /// Too many failed logins for this account; retry after this many seconds.
+    #[error("too many failed logins")]
+    Throttled(u64),
+    /// Redis (revocation, throttling) could not be reached: fail closed.
+    #[error("token revocation store unavailable: {0}")]
+    RevocationUnavailable(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A problem made elsewhere (paging, extractors), passed on as it is.
+    #[error("{0}")]
+    Problem(#[from] Problem),
+    /// Anything else that should not happen.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// A validation failure of one field.
+    pub fn invalid(field: &'static str, detail: &'static str) -> Self {
+        Self::Invalid { field, detail }
+    }
+
+    /// The problem answer for this error.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Self::Unauthenticated(why) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", *why)
+                    .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            }
+            Self::InvalidCredentials => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the login or the password is wrong",
+            ),
+            Self::Forbidden(role) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this needs the {role} role"),
+            ),
+            Self::Refused(code, detail) => Problem::new(StatusCode::FORBIDDEN, code, *detail),
+            Self::NotFound(what) => Problem::not_found(what),
+            Self::Conflict(code, detail) => Problem::new(StatusCode::CONFLICT, code, *detail),
+            Self::Invalid { field, detail } => {
+                Problem::unprocessable("validation_failed", format!("{field} {detail}"))
+                    .with("field", field)
+            }
+            Self::Throttled(secs) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed logins for this account; try again in {secs} s"),
+            )
+            .with("retry_after", secs)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(*secs)),
+            Self::RevocationUnavailable(_) => Problem::unavailable(
+                "revocation_unavailable",
+                "tokens cannot be checked right now; try again shortly",
+            ),
+            Self::Database(e) if is_unavailable(e) => Problem::unavailable(
+                "database_unavailable",
+                "the database cannot be reached right now",
+            ),
+            Self::Problem(problem) => problem.clone(),
+            Self::Database(_) | Self::Internal(_) => Problem::internal(),
+        }
+    }
+}
+
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    )
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        if problem.status >= 500 {
+            // The detail goes to the log, never to the client.
+            tracing::error!(error = %self, "request failed");
+        }
+        problem.into_response()
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        let message = error.problem().detail;
+        match error {
+            Error::Unauthenticated(_) | Error::InvalidCredentials => Self::unauthenticated(message),
+            Error::Forbidden(_) | Error::Refused(..) => Self::permission_denied(message),
+            Error::NotFound(_) => Self::not_found(message),
+            Error::Conflict(..) => Self::already_exists(message),
+            Error::Invalid { .. } => Self::invalid_argument(message),
+            Error::Throttled(_) => Self::resource_exhausted(message),
+            Error::RevocationUnavailable(_) => Self::unavailable(message),
+            Error::Database(ref e) if is_unavailable(e) => Self::unavailable(message),
+            Error::Problem(ref p) if p.status < 500 => Self::invalid_argument(message),
+            Error::Database(_) | Error::Internal(_) | Error::Problem(_) => {
+                tracing::error!(error = %error, "gRPC call failed");
+                Self::internal(message)
+            }
+        }
+    }
+}
+
+/// A result with the service's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,215 @@
+//! Building and running the service: `Application::build` binds both
+//! listeners (port 0 in tests) and `run_until_stopped` serves until a stop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shopeezy_common::db::{Db, Migrations};
+use shopeezy_common::ops::{self, Check, Readiness};
+use shopeezy_common::shutdown::Shutdown;
+use shopeezy_proto::auth::v1::auth_service_server::AuthServiceServer;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::domain::{Email, Name, Password, Role, Username};
+use crate::grpc::AuthGrpc;
+use crate::passwords::Hasher;
+use crate::revocation::Revocation;
+use crate::store::{self, Changes, NewUser};
+use crate::tokens::Keys;
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/account/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/account/sqlite");
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The user database.
+    pub db: Db,
+    /// Token signing and checking.
+    pub keys: Arc<Keys>,
+    /// Revoked tokens and login throttling.
+    pub revocation: Revocation,
+    /// Password hashing.
+    pub hasher: Hasher,
+}
+
+/// The service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    http: TcpListener,
+    grpc: TcpListener,
+    state: AppState,
+    shutdown: Shutdown,
+}
+
+impl Application {
+    /// Connects and migrates the database, makes the configured admin exist,
+    /// loads the signing key and binds both listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let migrations = Migrations {
+            postgres: &POSTGRES_MIGRATIONS,
+            sqlite: &SQLITE_MIGRATIONS,
+        };
+        let db = Db::connect(
+            &config.database_url,
+            config.database_max_connections,
+            migrations,
+        )
+        .await?;
+        let hasher = Hasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
+        let keys = Arc::new(Keys::load(&config)?);
+        let revocation = Revocation::new(
+            config.redis_url.as_deref(),
+            &config.redis_key_prefix,
+            config.access_token_ttl_secs,
+            config.login_max_failures,
+            config.login_window_secs,
+        )?;
+        let state = AppState {
+            db,
+            keys,
+            revocation,
+            hasher,
+        };
+        if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
+            ensure_admin(&state, email, password).await?;
+        }
+        let http = TcpListener::bind(config.http_addr).await?;
+        let grpc = TcpListener::bind(config.grpc_addr).await?;
+        tracing::info!(
+            http = %http.local_addr()?, grpc = %grpc.local_addr()?,
+            database = state.db.backend(), revocation = state.revocation.backend(),
+            "account service ready"
+        );
+        Ok(Self {
+            http,
+            grpc,
+            state,
+            shutdown: Shutdown::new(),
+        })
+    }
+
+    /// The bound REST address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The switch that stops this application.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The shared state (for tests that look behind the API).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves REST and gRPC until the shutdown switch flips, then lets the
+    /// requests in flight finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            http,
+            grpc,
+            state,
+            shutdown,
+        } = self;
+        let (api, openapi) = crate::http::api(state.clone());
+        let router = shopeezy_common::http::layered(
+            api.merge(ops::router(readiness(&state), openapi)),
+            shopeezy_common::http::DEFAULT_BODY_LIMIT,
+        );
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shopeezy_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(AuthServiceServer::new(AuthGrpc::new(state.clone())))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.wait());
+
+        let http_server = shopeezy_common::http::serve(http, router, shutdown.wait());
+        let (http_result, grpc_result) = tokio::join!(http_server, grpc_server);
+        state.db.close().await;
+        http_result?;
+        grpc_result?;
+        tracing::info!("account service stopped");
+        Ok(())
+    }
+}
+
+fn readiness(state: &AppState) -> Readiness {
+    let state = state.clone();
+    Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let mut checks = BTreeMap::new();
+            checks.insert("database", Check::from_result(true, state.db.ping().await));
+            checks.insert(
+                state.revocation.backend(),
+                Check::from_result(true, state.revocation.ping().await),
+            );
+            checks
+        })
+    })
+}
+
+/// Makes the configured admin exist: creates it, or gives an existing user of
+/// that email the admin role. An existing user's password is left alone.
+async fn ensure_admin(state: &AppState, email: &str, password: &str) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("SHOPEEZY_ADMIN_EMAIL: {e}"))?;
+    if let Some(user) = store::by_login(&state.db, email.as_str()).await? {
+        if user.role != Role::Admin {
+            store::update(
+                &state.db,
+                user.id,
+                Changes {
+                    role: Some(Role::Admin),
+                    ..Changes::default()
+                },
+            )
+            .await?;
+            tracing::info!(email = email.as_str(), "made the configured user an admin");
+        }
+        return Ok(());
+    }
+    let password =
+        Password::parse(password).map_err(|e| anyhow::anyhow!("SHOPEEZY_ADMIN_PASSWORD: {e}"))?;
+    let local: String = email
+        .as_str()
+        .split('@')
+        .next()
+        .unwrap_or("admin")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(24)
+        .collect();
+    let username =
+        Username::parse(&format!("{local}-admin")).or_else(|_| Username::parse("admin"))?;
+    let new = NewUser {
+        name: Name::parse("Administrator")?,
+        username,
+        email,
+        password_hash: state.hasher.hash(&password).await?,
+        role: Role::Admin,
+    };
+    store::create(&state.db, new).await?;
+    tracing::info!("created the configured admin");
+    Ok(())
+}

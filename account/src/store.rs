@@ -1,0 +1,288 @@
+//! Users in the database. Every query here reads the same on PostgreSQL and
+//! SQLite, so each is written once and compiled for both with `with_db!`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shopeezy_common::db::{Db, unique_violation};
+use shopeezy_common::with_db;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::domain::{Email, Name, Role, Username};
+use crate::error::{Error, Result};
+
+/// A user as stored (the hash never leaves the service: see [`UserView`]).
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The user's id (UUIDv7, so ids sort by creation).
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Unique, lower-case.
+    pub username: String,
+    /// Unique, lower-case.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+    /// When the user registered (UTC).
+    pub created_at: DateTime<Utc>,
+    /// When the user last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    /// The user's id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Unique, lower-case.
+    pub username: String,
+    /// Unique, lower-case.
+    pub email: String,
+    /// `customer`, `seller` or `admin`.
+    pub role: Role,
+    /// When the user registered (UTC).
+    pub created_at: DateTime<Utc>,
+    /// When the user last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            name: u.name.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            role: u.role,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    name: String,
+    username: String,
+    email: String,
+    password_hash: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<Row> for User {
+    type Error = Error;
+
+    fn try_from(r: Row) -> Result<Self> {
+        Ok(Self {
+            id: r.id,
+            name: r.name,
+            username: r.username,
+            email: r.email,
+            password_hash: r.password_hash,
+            role: Role::parse(&r.role).map_err(|_| {
+                Error::Internal(anyhow::anyhow!("stored role {:?} is unknown", r.role))
+            })?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, name, username, email, password_hash, role, created_at, updated_at";
+
+fn users(rows: Vec<Row>) -> Result<Vec<User>> {
+    rows.into_iter().map(User::try_from).collect()
+}
+
+/// A validated registration.
+#[derive(Debug)]
+pub struct NewUser {
+    /// Display name.
+    pub name: Name,
+    /// Username.
+    pub username: Username,
+    /// Email.
+    pub email: Email,
+    /// argon2id hash of the password.
+    pub password_hash: String,
+    /// Initial role.
+    pub role: Role,
+}
+
+/// Validated changes to a user; `None` keeps a field as it is.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// New display name.
+    pub name: Option<Name>,
+    /// New username.
+    pub username: Option<Username>,
+    /// New email.
+    pub email: Option<Email>,
+    /// New password hash.
+    pub password_hash: Option<String>,
+    /// New role.
+    pub role: Option<Role>,
+}
+
+/// Turns a unique-constraint violation into 409 `email_taken`/`username_taken`.
+fn conflict(e: sqlx::Error) -> Error {
+    match unique_violation(&e) {
+        Some(c) if c.contains("email") => {
+            Error::Conflict("email_taken", "that email is already registered")
+        }
+        Some(c) if c.contains("username") => {
+            Error::Conflict("username_taken", "that username is taken")
+        }
+        _ => Error::Database(e),
+    }
+}
+
+/// Registers a user and, in the same transaction, its `user.registered` event.
+pub async fn create(db: &Db, new: NewUser) -> Result<User> {
+    let now = Utc::now();
+    let user = User {
+        id: Uuid::now_v7(),
+        name: new.name.as_str().to_owned(),
+        username: new.username.as_str().to_owned(),
+        email: new.email.as_str().to_owned(),
+        password_hash: new.password_hash,
+        role: new.role,
+        created_at: now,
+        updated_at: now,
+    };
+    let event = registered_event(&user);
+    with_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+            .bind(user.id)
+            .bind(&user.name)
+            .bind(&user.username)
+            .bind(&user.email)
+            .bind(&user.password_hash)
+            .bind(user.role.as_str())
+            .bind(user.created_at)
+            .bind(user.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+        sqlx::query(
+            "INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at)
+             VALUES ($1, 'user.registered', 'shopeezy.user.registered', $2, $3, $4)",
+        )
+        .bind(event.0)
+        .bind(format!("users/{}", user.id))
+        .bind(Json(&event.1))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    });
+    Ok(user)
+}
+
+/// The CloudEvents 1.0 document announcing a registration, and its id.
+fn registered_event(user: &User) -> (Uuid, serde_json::Value) {
+    let id = Uuid::now_v7();
+    let doc = serde_json::json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "/shopeezy/account",
+        "type": "shopeezy.user.registered",
+        "subject": format!("users/{}", user.id),
+        "time": user.created_at,
+        "datacontenttype": "application/json",
+        "data": {
+            "user_id": user.id,
+            "name": user.name,
+            "username": user.username,
+            "email": user.email,
+            "role": user.role,
+        },
+    });
+    (id, doc)
+}
+
+/// The user with this id.
+pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    let row: Option<Row> =
+        with_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+    row.map(User::try_from).transpose()
+}
+
+/// The user whose email or username is `login` (compared lower-cased).
+pub async fn by_login(db: &Db, login: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1 OR username = $1");
+    let login = login.trim().to_lowercase();
+    let row: Option<Row> =
+        with_db!(db, pool => sqlx::query_as(&sql).bind(&login).fetch_optional(pool).await?);
+    row.map(User::try_from).transpose()
+}
+
+/// The users among `ids` that exist.
+pub async fn by_ids(db: &Db, ids: &[Uuid]) -> Result<Vec<User>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Row> = with_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM users WHERE id IN ("));
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build_query_as().fetch_all(pool).await?
+    });
+    users(rows)
+}
+
+/// Up to `limit` users after the user `after` (in id, so registration, order),
+/// optionally of one role.
+pub async fn list(
+    db: &Db,
+    after: Option<Uuid>,
+    role: Option<Role>,
+    limit: u32,
+) -> Result<Vec<User>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR role = $2) ORDER BY id LIMIT $3"
+    );
+    let role = role.map(Role::as_str);
+    let rows: Vec<Row> = with_db!(db, pool => sqlx::query_as(&sql).bind(after).bind(role).bind(i64::from(limit)).fetch_all(pool).await?);
+    users(rows)
+}
+
+/// Applies `changes` to the user; `None` when there is no such user.
+pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<User>> {
+    let sql = format!(
+        "UPDATE users SET name = COALESCE($2, name), username = COALESCE($3, username), email = COALESCE($4, email),
+         password_hash = COALESCE($5, password_hash), role = COALESCE($6, role), updated_at = $7
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let row: Option<Row> = with_db!(db, pool => sqlx::query_as(&sql)
+        .bind(id)
+        .bind(changes.name.as_ref().map(Name::as_str))
+        .bind(changes.username.as_ref().map(Username::as_str))
+        .bind(changes.email.as_ref().map(Email::as_str))
+        .bind(changes.password_hash.as_deref())
+        .bind(changes.role.map(Role::as_str))
+        .bind(Utc::now())
+        .fetch_optional(pool)
+        .await
+        .map_err(conflict)?);
+    row.map(User::try_from).transpose()
+}
+
+/// Deletes the user; whether there was one.
+pub async fn delete(db: &Db, id: Uuid) -> Result<bool> {
+    let done = with_db!(db, pool => sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(pool).await?.rows_affected());
+    Ok(done > 0)
+}

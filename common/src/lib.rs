@@ -1,0 +1,20 @@
+//! What every Shopeezy service shares: the problem+json error shape and the
+//! extractors that produce it, the HTTP middleware stack (request ids, tracing,
+//! metrics, limits), the operations endpoints, database connection and
+//! migration, pagination and graceful shutdown.
+//!
+//! Kept in one crate so that the account service and the host answer errors,
+//! log and expose metrics the same way.
+
+pub mod db;
+pub mod extract;
+pub mod http;
+pub mod ops;
+pub mod page;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use problem::Problem;

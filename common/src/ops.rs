@@ -1,0 +1,120 @@
+//! Operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`
+//! and the API reference at `/docs`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use utoipa_scalar::Servable;
+
+/// One backend's state, as `/readyz` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// Whether the service is unready without it (a broker is not: events
+    /// wait in the outbox).
+    pub required: bool,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Check {
+    /// The check of a backend from the outcome of reaching it.
+    pub fn from_result<E: std::fmt::Display>(required: bool, result: Result<(), E>) -> Self {
+        match result {
+            Ok(()) => Self {
+                status: "ok",
+                required,
+                detail: None,
+            },
+            Err(e) => Self {
+                status: "unavailable",
+                required,
+                detail: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// A boxed future of a readiness report.
+pub type ChecksFuture = Pin<Box<dyn Future<Output = BTreeMap<&'static str, Check>> + Send>>;
+
+/// What a service checks for `/readyz`.
+pub type Readiness = Arc<dyn Fn() -> ChecksFuture + Send + Sync>;
+
+/// The process-wide Prometheus recorder (one per process, shared by every app
+/// that the tests start in it).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed; then ours is unused.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The operations routes of a service.
+pub fn router(readiness: Readiness, openapi: utoipa::openapi::OpenApi) -> Router {
+    let metrics = metrics_handle();
+    // Rendered once: the document does not change while the process runs.
+    let spec_json = axum::body::Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default());
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "alive"})) }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move { ready(readiness().await) }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec_json = spec_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], spec_json) }
+            }),
+        )
+        .merge(utoipa_scalar::Scalar::with_url("/docs", openapi))
+}
+
+fn ready(checks: BTreeMap<&'static str, Check>) -> impl IntoResponse {
+    let ready = checks.values().all(|c| !c.required || c.status == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unready" },
+        "checks": checks,
+    });
+    (status, axum::Json(body))
+}

@@ -1,0 +1,184 @@
+//! Helpers for the services' integration tests.
+//!
+//! Tests use the real PostgreSQL, Redis and RabbitMQ of the machine. Without
+//! `CI`, a test whose server cannot be reached is skipped with a one-line
+//! reason; with `CI=true` it fails instead, so CI never passes by skipping.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// Whether the tests run under CI, where every server is required.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Skips the calling test (returns `None`) or, under CI, fails it.
+fn unreachable_server<T>(what: &str, why: impl std::fmt::Display) -> Option<T> {
+    let test = std::thread::current().name().unwrap_or("test").to_owned();
+    if ci() {
+        panic!("{what} is required under CI=true but could not be reached: {why}");
+    }
+    eprintln!("SKIPPED {test}: {what} not reachable ({why}); set CI=true to make this a failure");
+    None
+}
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_base_url() -> String {
+    std::env::var("SHOPEEZY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis server the tests use.
+pub fn redis_url() -> String {
+    std::env::var("SHOPEEZY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A database made for one test, dropped when this is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL to give the service.
+    pub url: String,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+/// A fresh, empty PostgreSQL database for one test; `None` when skipped.
+pub async fn fresh_postgres() -> Option<TestDatabase> {
+    let base = postgres_base_url();
+    let admin = match PgConnectOptions::from_str(&base) {
+        Ok(o) => o.log_statements(tracing::log::LevelFilter::Off),
+        Err(e) => panic!("SHOPEEZY_TEST_POSTGRES_URL is not a PostgreSQL URL: {e}"),
+    };
+    let mut conn = match tokio::time::timeout(Duration::from_secs(5), admin.connect()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return unreachable_server("PostgreSQL", e),
+        Err(_) => return unreachable_server("PostgreSQL", "timed out"),
+    };
+    let name = format!("shopeezy_test_{}", uuid::Uuid::new_v4().simple());
+    if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+    {
+        panic!("could not create test database {name}: {e}");
+    }
+    let _ = conn.close().await;
+    let url = match base.rfind('/') {
+        Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &base[..slash]),
+        _ => format!("{base}/{name}"),
+    };
+    Some(TestDatabase { url, name, admin })
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Dropping runs outside any runtime the test may still be inside of.
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = admin.connect().await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The Redis URL when Redis answers a PING; `None` when skipped.
+pub async fn reachable_redis() -> Option<String> {
+    let url = redis_url();
+    let ping = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), ping).await {
+        Ok(Ok(_)) => Some(url),
+        Ok(Err(e)) => unreachable_server("Redis", e),
+        Err(_) => unreachable_server("Redis", "timed out"),
+    }
+}
+
+/// A key prefix no other test uses, so tests can share one Redis.
+pub fn unique_prefix() -> String {
+    format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A TCP proxy on loopback that a test can cut and restore, to make a real
+/// server unreachable for the service under test without stopping it.
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    /// Where the service should connect.
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: Arc<Notify>,
+}
+
+impl TcpProxy {
+    /// Starts a proxy to `target` (`host:port`).
+    pub async fn start(target: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let proxy = Self {
+            addr,
+            up: Arc::new(AtomicBool::new(true)),
+            cut: Arc::new(Notify::new()),
+        };
+        let target = target.to_owned();
+        let this = proxy.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !this.up.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let cut = this.cut.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cut.notified() => {}
+                    }
+                });
+            }
+        });
+        Ok(proxy)
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// The proxy's address as `host:port`.
+    pub fn host_port(&self) -> String {
+        self.addr.to_string()
+    }
+}
