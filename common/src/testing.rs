@@ -4,6 +4,7 @@
 //! `CI`, a test whose server cannot be reached is skipped with a one-line
 //! reason; with `CI=true` it fails instead, so CI never passes by skipping.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,7 +27,11 @@ fn unreachable_server<T>(what: &str, why: impl std::fmt::Display) -> Option<T> {
     if ci() {
         panic!("{what} is required under CI=true but could not be reached: {why}");
     }
-    eprintln!("SKIPPED {test}: {what} not reachable ({why}); set CI=true to make this a failure");
+    // Written past libtest's output capture, so the reason is always seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {what} not reachable ({why}); set CI=true to make this a failure"
+    );
     None
 }
 
