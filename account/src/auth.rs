@@ -2,7 +2,6 @@
 //! check that REST and gRPC share.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 
 use crate::domain::Role;
@@ -33,34 +32,13 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser> {
     Ok(AuthUser { user, claims })
 }
 
-/// The token of an `Authorization: Bearer …` header.
-pub fn bearer(parts: &Parts) -> Result<&str> {
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or(Error::Unauthenticated(
-            "an Authorization: Bearer token is required",
-        ))?;
-    let value = value
-        .to_str()
-        .map_err(|_| Error::Unauthenticated("the Authorization header is malformed"))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(Error::Unauthenticated(
-            "the Authorization header must be 'Bearer <token>'",
-        )),
-    }
-}
-
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        authenticate(state, bearer(parts)?).await
+        let token =
+            shopeezy_common::extract::bearer_token(parts).map_err(Error::Unauthenticated)?;
+        authenticate(state, token).await
     }
 }
 

@@ -131,7 +131,9 @@ impl From<Error> for tonic::Status {
             Error::Invalid { .. } => Self::invalid_argument(message),
             Error::Throttled(_) => Self::resource_exhausted(message),
             Error::RevocationUnavailable(_) => Self::unavailable(message),
-            Error::Database(ref e) if is_unavailable(e) => Self::unavailable(message),
+            Error::Database(ref e) if shopeezy_common::db::failure_problem(e).status == 503 => {
+                Self::unavailable(message)
+            }
             Error::Problem(ref p) if p.status < 500 => Self::invalid_argument(message),
             Error::Database(_) | Error::Internal(_) | Error::Problem(_) => {
                 tracing::error!(error = %error, "gRPC call failed");

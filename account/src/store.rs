@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shopeezy_common::db::{Db, unique_violation};
-use shopeezy_common::with_db;
-use sqlx::types::Json;
+use shopeezy_common::outbox::Event;
+use shopeezy_common::{insert_event, with_db};
 use uuid::Uuid;
 
 use crate::domain::{Email, Name, Role, Username};
@@ -173,41 +173,27 @@ pub async fn create(db: &Db, new: NewUser) -> Result<User> {
             .execute(&mut *tx)
             .await
             .map_err(conflict)?;
-        sqlx::query(
-            "INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at)
-             VALUES ($1, 'user.registered', 'shopeezy.user.registered', $2, $3, $4)",
-        )
-        .bind(event.0)
-        .bind(format!("users/{}", user.id))
-        .bind(Json(&event.1))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        insert_event!(&mut *tx, &event)?;
         tx.commit().await?;
     });
     Ok(user)
 }
 
-/// The CloudEvents 1.0 document announcing a registration, and its id.
-fn registered_event(user: &User) -> (Uuid, serde_json::Value) {
-    let id = Uuid::now_v7();
-    let doc = serde_json::json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": "/shopeezy/account",
-        "type": "shopeezy.user.registered",
-        "subject": format!("users/{}", user.id),
-        "time": user.created_at,
-        "datacontenttype": "application/json",
-        "data": {
-            "user_id": user.id,
-            "name": user.name,
-            "username": user.username,
-            "email": user.email,
-            "role": user.role,
-        },
+/// The event announcing a registration.
+fn registered_event(user: &User) -> Event {
+    let data = serde_json::json!({
+        "user_id": user.id,
+        "name": user.name,
+        "username": user.username,
+        "email": user.email,
+        "role": user.role,
     });
-    (id, doc)
+    Event::new(
+        "/shopeezy/account",
+        "user.registered",
+        format!("users/{}", user.id),
+        data,
+    )
 }
 
 /// The user with this id.

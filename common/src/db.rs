@@ -173,3 +173,39 @@ pub fn redact(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// The answer for a database failure: 503 when the database cannot be
+/// reached (the client may retry), 500 otherwise. The cause is for the log.
+pub fn failure_problem(err: &sqlx::Error) -> crate::Problem {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            crate::Problem::unavailable(
+                "database_unavailable",
+                "the database cannot be reached right now",
+            )
+        }
+        _ => crate::Problem::internal(),
+    }
+}
+
+/// Runs `$body` with `$tx` bound to a new write transaction on whichever
+/// backend `$db` is: PostgreSQL's default, or SQLite's `BEGIN IMMEDIATE`,
+/// which takes the write lock at once so a transaction that reads before it
+/// writes cannot fail to upgrade its lock. The body commits.
+#[macro_export]
+macro_rules! with_tx {
+    ($db:expr, $tx:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                $body
+            }
+            $crate::db::Db::Sqlite(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+        }
+    };
+}

@@ -117,3 +117,22 @@ where
 fn query_problem(rejection: QueryRejection) -> Problem {
     Problem::bad_request("invalid_query", rejection.body_text())
 }
+
+/// The token of an `Authorization: Bearer …` header, or why there is none.
+pub fn bearer_token(parts: &Parts) -> Result<&str, &'static str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or("an Authorization: Bearer token is required")?;
+    let value = value
+        .to_str()
+        .map_err(|_| "the Authorization header is malformed")?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err("the Authorization header must be 'Bearer <token>'"),
+    }
+}

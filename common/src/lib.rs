@@ -10,6 +10,7 @@ pub mod db;
 pub mod extract;
 pub mod http;
 pub mod ops;
+pub mod outbox;
 pub mod page;
 pub mod problem;
 pub mod shutdown;

@@ -57,7 +57,9 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn cargo() -> Command {
@@ -86,7 +88,8 @@ fn test(args: &[String]) -> Result<()> {
     }
     let started = Instant::now();
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-targets"]).args(args);
+    cmd.args(["test", "--workspace", "--all-targets"])
+        .args(args);
     let totals = run_counting(&mut cmd)?;
     println!(
         "\ntests: {} passed, {} failed, {} skipped ({:.0} s)",
@@ -115,11 +118,18 @@ struct Totals {
 fn run_counting(cmd: &mut Command) -> Result<Totals> {
     use std::io::BufRead;
     use std::process::Stdio;
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("starting cargo test")?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
     let stderr = child.stderr.take().context("no stderr")?;
     let skipped = std::thread::spawn(move || {
         let mut skipped = 0;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.starts_with("SKIPPED ") {
                 skipped += 1;
             }
@@ -129,7 +139,10 @@ fn run_counting(cmd: &mut Command) -> Result<Totals> {
     });
     let mut totals = Totals::default();
     let stdout = child.stdout.take().context("no stdout")?;
-    for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+    for line in std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+    {
         if let Some(rest) = line.strip_prefix("test result: ") {
             totals.passed += count(rest, " passed");
             totals.failed += count(rest, " failed");
@@ -153,14 +166,21 @@ fn count(summary: &str, label: &str) -> u64 {
 
 /// Under CI every real server must answer; say which one does not, at once.
 fn require_servers() -> Result<()> {
-    let servers = [("PostgreSQL", "127.0.0.1:5432"), ("Redis", "127.0.0.1:6379"), ("RabbitMQ", "127.0.0.1:5672")];
+    let servers = [
+        ("PostgreSQL", "127.0.0.1:5432"),
+        ("Redis", "127.0.0.1:6379"),
+        ("RabbitMQ", "127.0.0.1:5672"),
+    ];
     let missing: Vec<String> = servers
         .iter()
         .filter(|(_, addr)| !reachable(addr))
         .map(|(name, addr)| format!("{name} ({addr})"))
         .collect();
     if !missing.is_empty() {
-        bail!("CI=true needs these servers, which are not reachable: {}", missing.join(", "));
+        bail!(
+            "CI=true needs these servers, which are not reachable: {}",
+            missing.join(", ")
+        );
     }
     Ok(())
 }
@@ -185,7 +205,13 @@ const DEMO_ENV: &[(&str, &str)] = &[
 ];
 
 fn env_or_default(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| DEMO_ENV.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v).to_owned())
+    std::env::var(name).unwrap_or_else(|_| {
+        DEMO_ENV
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| *v)
+            .to_owned()
+    })
 }
 
 fn run(release: bool) -> Result<()> {
@@ -200,7 +226,8 @@ fn run(release: bool) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // Ctrl-C reaches the children too (same process group); we only wait.
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
 
     let bin = root().join("target").join(profile);
     let mut children = Services::default();
@@ -234,7 +261,9 @@ impl Services {
         for (key, _) in DEMO_ENV {
             cmd.env(key, env_or_default(key));
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
         self.running.push((name, child));
         Ok(())
     }
@@ -252,7 +281,10 @@ impl Services {
     /// waits for it; kills one that takes longer than 30 s.
     fn stop(&mut self) {
         for (_, child) in &self.running {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         for (name, child) in &mut self.running {
@@ -296,11 +328,21 @@ fn wait_ready(addr: &str, stop: &AtomicBool, children: &mut Services) -> Result<
 fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no status line")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((code, body))
 }
 

@@ -1,0 +1,172 @@
+//! Who is calling: every bearer token is checked by the account service over
+//! gRPC (`ValidateToken`), on one shared channel with timeouts. Nothing is
+//! cached, so a revoked token is refused as soon as the account service
+//! refuses it. When the account service cannot be reached the request is
+//! answered 503 `auth_unavailable` — never let through.
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::Serialize;
+use shopeezy_common::Problem;
+use shopeezy_proto::auth::v1::ValidateTokenRequest;
+use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::startup::AppState;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Shops.
+    Customer,
+    /// Sells its own products and installs plugins for them.
+    Seller,
+    /// Runs the platform.
+    Admin,
+}
+
+/// A signed-in caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user's id.
+    pub id: Uuid,
+    /// The user's current role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Whether the caller is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether the caller may act on something owned by `owner`: the owner
+    /// itself, or an admin.
+    pub fn may_manage(&self, owner: Uuid) -> bool {
+        self.is_admin() || self.id == owner
+    }
+}
+
+/// The account service's `AuthService`, on one shared channel.
+#[derive(Debug, Clone)]
+pub struct AuthClient {
+    client: AuthServiceClient<Channel>,
+}
+
+impl AuthClient {
+    /// A client of `url` (`http://host:port`); it connects lazily and
+    /// reconnects by itself.
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .connect_lazy();
+        Ok(Self {
+            client: AuthServiceClient::new(channel),
+        })
+    }
+
+    /// The caller a token belongs to.
+    pub async fn validate(&self, token: &str) -> Result<Caller> {
+        let started = std::time::Instant::now();
+        let reply = self
+            .client
+            .clone()
+            .validate_token(ValidateTokenRequest {
+                token: token.to_owned(),
+            })
+            .await;
+        metrics::histogram!("host_auth_validate_seconds").record(started.elapsed().as_secs_f64());
+        let reply = match reply {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if status.code() == Code::Unauthenticated => {
+                return Err(Error::unauthenticated(status.message()));
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "token check failed");
+                return Err(auth_unavailable());
+            }
+        };
+        let id = Uuid::parse_str(&reply.user_id).map_err(|e| Error::Internal(e.into()))?;
+        let role = match reply.role.as_str() {
+            "admin" => Role::Admin,
+            "seller" => Role::Seller,
+            _ => Role::Customer,
+        };
+        Ok(Caller { id, role })
+    }
+
+    /// Whether the account service answers (an empty token must be refused).
+    pub async fn ping(&self) -> Result<(), String> {
+        match self
+            .client
+            .clone()
+            .validate_token(ValidateTokenRequest {
+                token: String::new(),
+            })
+            .await
+        {
+            Err(status) if status.code() == Code::Unauthenticated => Ok(()),
+            Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+            Ok(_) => Err("accepted an empty token".into()),
+        }
+    }
+}
+
+fn auth_unavailable() -> Error {
+    Problem::unavailable(
+        "auth_unavailable",
+        "tokens cannot be checked right now; try again shortly",
+    )
+    .into()
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let token =
+            shopeezy_common::extract::bearer_token(parts).map_err(Error::unauthenticated)?;
+        state.auth.validate(token).await
+    }
+}
+
+/// A caller who may sell: a seller or an admin; a customer is 403.
+#[derive(Debug, Clone)]
+pub struct Merchant(pub Caller);
+
+impl FromRequestParts<AppState> for Merchant {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        match caller.role {
+            Role::Seller | Role::Admin => Ok(Self(caller)),
+            Role::Customer => Err(Error::forbidden("this needs the seller or admin role")),
+        }
+    }
+}
+
+/// A signed-in admin; any other role is 403.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.is_admin() {
+            return Err(Error::forbidden("this needs the admin role"));
+        }
+        Ok(Self(caller))
+    }
+}

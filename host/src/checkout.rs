@@ -1,0 +1,616 @@
+//! Checkout: the caller's cart becomes an order in one transaction.
+//!
+//! Read top to bottom:
+//! 1. [`checkout`] answers a replay at once, refuses an empty or short cart
+//!    without writing, then orders contention: checkouts of the same product
+//!    queue in this process (striped locks) and, on PostgreSQL, across
+//!    replicas (session advisory locks taken *before* the transaction's
+//!    snapshot). Then it runs [`attempt`] until it commits, retrying a
+//!    serialization failure or deadlock a bounded number of times with
+//!    jittered backoff.
+//! 2. [`attempt`] is the transaction (SERIALIZABLE on PostgreSQL,
+//!    `BEGIN IMMEDIATE` on SQLite): read the idempotency record, the cart and
+//!    its products; run the pricing pipeline on that snapshot; take each
+//!    line's stock only if enough is left (`… WHERE stock >= qty`, in product
+//!    order); write the order, its lines, the idempotency record and the
+//!    `order.placed` event; empty the cart. Nothing of a failed attempt stays.
+//! 3. [`CheckoutTx`] holds the statements, the same text on both backends.
+
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use rand::Rng;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use shopeezy_common::Problem;
+use shopeezy_common::db::Db;
+use shopeezy_common::insert_event;
+use sqlx::types::Json;
+use sqlx::{Connection, PgConnection, SqliteConnection};
+use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::pricing::{Customer, Pipeline, PricedCart};
+use crate::store::carts::{CODES_SQL, Cart, Line, LineRow, lines_sql};
+use crate::store::orders::{INSERT_ITEM_SQL, INSERT_ORDER_SQL, Order, Status, status_event};
+
+/// What the client sent.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// The total the shopper was shown; when given and the cart now prices
+    /// differently, checkout answers 409 `price_changed` instead of charging.
+    pub expected_total: Option<i64>,
+}
+
+/// A checkout's answer: the order, and whether it is a replay.
+#[derive(Debug)]
+pub struct Placed {
+    /// 201 (also on replay).
+    pub status: StatusCode,
+    /// The order's JSON as first answered.
+    pub body: serde_json::Value,
+    /// The order's id, for `Location`.
+    pub order_id: Uuid,
+    /// Whether this answers an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// What checkout needs besides the request.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    db: Db,
+    pipeline: Pipeline,
+    stripes: Arc<[Mutex<()>]>,
+    max_attempts: u32,
+}
+
+/// Number of in-process lock stripes products hash to.
+const STRIPES: usize = 1024;
+
+impl Checkout {
+    /// Checkout over `db`, trying a transaction at most `max_attempts` times.
+    pub fn new(db: Db, pipeline: Pipeline, max_attempts: u32) -> Self {
+        let stripes = (0..STRIPES)
+            .map(|_| Mutex::new(()))
+            .collect::<Vec<_>>()
+            .into();
+        Self {
+            db,
+            pipeline,
+            stripes,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// Places the caller's cart as an order under `key`.
+    pub async fn checkout(
+        &self,
+        caller: &Caller,
+        key: &str,
+        request: &CheckoutRequest,
+    ) -> Result<Placed> {
+        let body_hash = hash_hex(&serde_json::to_vec(&request.expected_total).unwrap_or_default());
+
+        // A replay, an empty cart and a short cart are answered without a lock
+        // or a write. The cart is read before the key: a racing request with
+        // the same key that commits in between leaves the key to be found.
+        let cart = crate::store::carts::get(&self.db, caller.id).await?;
+        if let Some(placed) = self
+            .replay(caller.id, key, &body_hash, &cart_fingerprint(&cart))
+            .await?
+        {
+            return Ok(placed);
+        }
+        precheck(&cart)?;
+
+        let _queued = self.queue_behind(&cart).await;
+        let mut backoff = Duration::from_millis(2);
+        for attempt_no in 1..=self.max_attempts {
+            let result = match &self.db {
+                Db::Postgres(pool) => {
+                    let mut conn = AdvisoryLocked::acquire(pool, &product_ids(&cart)).await?;
+                    let result =
+                        attempt(self, conn.connection(), caller, key, &body_hash, request).await;
+                    conn.release().await;
+                    result
+                }
+                Db::Sqlite(pool) => {
+                    let mut conn = pool.acquire().await?;
+                    attempt(self, &mut *conn, caller, key, &body_hash, request).await
+                }
+            };
+            match result {
+                Err(e) if retryable(&e) && attempt_no < self.max_attempts => {
+                    metrics::counter!("host_checkout_retries_total").increment(1);
+                    let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64);
+                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                Err(e) if retryable(&e) => {
+                    tracing::warn!(error = %e, "checkout gave up after {attempt_no} attempts");
+                    return Err(Problem::unavailable(
+                        "checkout_contention",
+                        "too many concurrent checkouts; retry with the same Idempotency-Key",
+                    )
+                    .into());
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Internal(anyhow::anyhow!(
+            "checkout loop ended without an answer"
+        )))
+    }
+
+    /// The stored answer when `key` was used before by this user: a replay
+    /// if the request is the same, 422 if it is not.
+    async fn replay(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        body_hash: &str,
+        cart_hash: &str,
+    ) -> Result<Option<Placed>> {
+        let stored: Option<StoredKey> = shopeezy_common::with_db!(&self.db, pool =>
+            sqlx::query_as(IDEMPOTENCY_SQL).bind(user_id).bind(key).fetch_optional(pool).await?);
+        stored.map(|s| s.answer(body_hash, cart_hash)).transpose()
+    }
+
+    /// Waits for the in-process stripes of the cart's products, in stripe
+    /// order (so two carts can never wait for each other).
+    async fn queue_behind(&self, cart: &Cart) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = cart.lines.iter().map(|l| stripe_of(l.product.id)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            guards.push(self.stripes[s].lock().await);
+        }
+        guards
+    }
+}
+
+/// Refuses an empty cart (422 `cart_empty`) and one whose stock is short now
+/// (409 `out_of_stock`), reading only.
+fn precheck(cart: &Cart) -> Result<()> {
+    if cart.lines.is_empty() {
+        return Err(Problem::unprocessable("cart_empty", "the cart is empty").into());
+    }
+    let short: Vec<serde_json::Value> = cart
+        .lines
+        .iter()
+        .filter(|l| l.quantity > l.product.stock)
+        .map(|l| serde_json::json!({"product_id": l.product.id, "requested": l.quantity, "available": l.product.stock}))
+        .collect();
+    if !short.is_empty() {
+        metrics::counter!("host_checkouts_total", "outcome" => "out_of_stock").increment(1);
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "out_of_stock",
+            "some products do not have enough stock",
+        )
+        .with("items", short)
+        .into());
+    }
+    Ok(())
+}
+
+/// How an attempt ended without an error.
+enum Outcome {
+    /// A new order: commit.
+    Placed(Placed),
+    /// The key was used before for the same request: nothing to write.
+    Replayed(Placed),
+}
+
+/// One attempt: the whole checkout in one transaction on `conn`. Any error
+/// drops the transaction, which rolls it back.
+async fn attempt<DB, C>(
+    checkout: &Checkout,
+    conn: &mut C,
+    caller: &Caller,
+    key: &str,
+    body_hash: &str,
+    request: &CheckoutRequest,
+) -> Result<Placed>
+where
+    DB: sqlx::Database<Connection = C>,
+    C: Connection<Database = DB> + CheckoutTx,
+{
+    let mut tx = conn.begin_with(C::BEGIN).await?;
+    match attempt_in_tx(checkout, &mut *tx, caller, key, body_hash, request).await? {
+        Outcome::Placed(placed) => {
+            tx.commit().await?;
+            metrics::counter!("host_checkouts_total", "outcome" => "placed").increment(1);
+            Ok(placed)
+        }
+        Outcome::Replayed(placed) => Ok(placed),
+    }
+}
+
+async fn attempt_in_tx<C: CheckoutTx>(
+    checkout: &Checkout,
+    tx: &mut C,
+    caller: &Caller,
+    key: &str,
+    body_hash: &str,
+    request: &CheckoutRequest,
+) -> Result<Outcome> {
+    // 1. The cart and its products, as this transaction sees them.
+    let cart = tx.cart(caller.id).await?;
+    let cart_hash = cart_fingerprint(&cart);
+
+    // 2. The same key used before (a racing request may have committed it).
+    if let Some(stored) = tx.idempotency(caller.id, key).await? {
+        return stored.answer(body_hash, &cart_hash).map(Outcome::Replayed);
+    }
+    precheck(&cart)?;
+
+    // 3. Price the snapshot with the same pipeline as the cart view.
+    let customer = Customer {
+        id: caller.id,
+        role: caller.role,
+        order_count: tx.order_count(caller.id).await?,
+    };
+    let now = Utc::now();
+    let priced = checkout.pipeline.price(&cart, &customer, now)?;
+    if !priced.violations.is_empty() {
+        return Err(Problem::unprocessable(
+            "checkout_blocked",
+            "the cart breaks a rule of the shop",
+        )
+        .with("violations", &priced.violations)
+        .into());
+    }
+    if let Some(expected) = request.expected_total.filter(|t| *t != priced.total) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "price_changed",
+            format!("the cart now totals {}, not {expected}", priced.total),
+        )
+        .with("total", priced.total)
+        .into());
+    }
+
+    // 4. Take the stock, line by line in product order, only where enough is left.
+    for line in &cart.lines {
+        if !tx.take_stock(line.product.id, line.quantity).await? {
+            // The snapshot said there was enough: another checkout got there
+            // first. Retrying sees the new stock.
+            return Err(Error::Contention);
+        }
+    }
+
+    // 5. The order, its lines, the idempotency record and the event; empty the cart.
+    let order = order_from(caller.id, priced, now);
+    let body = serde_json::to_value(&order).map_err(|e| Error::Internal(e.into()))?;
+    tx.insert_order(&order).await?;
+    tx.insert_idempotency(caller.id, key, body_hash, &cart_hash, order.id, &body)
+        .await?;
+    tx.insert_event(&status_event(&order)).await?;
+    tx.clear_cart(caller.id).await?;
+    Ok(Outcome::Placed(Placed {
+        status: StatusCode::CREATED,
+        body,
+        order_id: order.id,
+        replayed: false,
+    }))
+}
+
+fn order_from(user_id: Uuid, priced: PricedCart, now: chrono::DateTime<Utc>) -> Order {
+    Order {
+        id: Uuid::now_v7(),
+        user_id,
+        status: Status::Placed,
+        items: priced.items,
+        adjustments: priced.adjustments,
+        subtotal: priced.subtotal,
+        discount_total: priced.discount_total,
+        total: priced.total,
+        currency: priced.currency,
+        plugins: priced.plugins,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Whether an attempt failed only because of a concurrent one: a
+/// serialization failure, a deadlock, a lock wait that timed out, a racing
+/// insert of the same idempotency key, or stock taken since the snapshot.
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::Contention => true,
+        Error::Database(sqlx::Error::Database(db)) => {
+            let code = db.code();
+            matches!(code.as_deref(), Some("40001" | "40P01" | "55P03"))
+                // SQLite: busy or locked.
+                || matches!(code.as_deref(), Some("5" | "6" | "517" | "262"))
+                || (db.is_unique_violation() && db.message().contains("idempotency"))
+                || db.constraint().is_some_and(|c| c.contains("idempotency"))
+        }
+        _ => false,
+    }
+}
+
+fn product_ids(cart: &Cart) -> Vec<Uuid> {
+    cart.lines.iter().map(|l| l.product.id).collect()
+}
+
+fn stripe_of(id: Uuid) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() % STRIPES as u64) as usize
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the cart held: its lines (product and quantity) and codes.
+fn cart_fingerprint(cart: &Cart) -> String {
+    let mut text = String::new();
+    for l in &cart.lines {
+        text.push_str(&format!("{}:{};", l.product.id, l.quantity));
+    }
+    text.push('|');
+    text.push_str(&cart.codes.join(","));
+    hash_hex(text.as_bytes())
+}
+
+/// A stored idempotency record.
+#[derive(sqlx::FromRow)]
+pub struct StoredKey {
+    body_hash: String,
+    cart_hash: String,
+    order_id: Uuid,
+    status: i32,
+    response: Json<serde_json::Value>,
+}
+
+const IDEMPOTENCY_SQL: &str = "SELECT body_hash, cart_hash, order_id, status, response FROM idempotency WHERE user_id = $1 AND key = $2";
+
+impl StoredKey {
+    /// The same request again — same body, and the cart as it was or as
+    /// that checkout left it (empty) — is answered as the first time; any
+    /// other request with the key is 422 `idempotency_key_reused`.
+    fn answer(self, body_hash: &str, cart_hash: &str) -> Result<Placed> {
+        let same_cart =
+            cart_hash == self.cart_hash || cart_hash == cart_fingerprint(&Cart::default());
+        if body_hash != self.body_hash || !same_cart {
+            return Err(Problem::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different checkout; use a new key",
+            )
+            .into());
+        }
+        metrics::counter!("host_checkouts_total", "outcome" => "replayed").increment(1);
+        Ok(Placed {
+            status: StatusCode::from_u16(self.status as u16).unwrap_or(StatusCode::CREATED),
+            body: self.response.0,
+            order_id: self.order_id,
+            replayed: true,
+        })
+    }
+}
+
+/// A PostgreSQL connection holding the session advisory locks of a cart's
+/// products, taken before the transaction begins so that its snapshot sees
+/// every earlier checkout of those products.
+struct AdvisoryLocked {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    released: bool,
+}
+
+impl AdvisoryLocked {
+    async fn acquire(pool: &sqlx::PgPool, products: &[Uuid]) -> Result<Self> {
+        let mut keys: Vec<i64> = products.iter().map(|id| advisory_key(*id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut this = Self {
+            conn: pool.acquire().await?,
+            released: false,
+        };
+        for key in keys {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(key)
+                .execute(&mut *this.conn)
+                .await?;
+        }
+        Ok(this)
+    }
+
+    fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    async fn release(&mut self) {
+        if sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *self.conn)
+            .await
+            .is_ok()
+        {
+            self.released = true;
+        }
+    }
+}
+
+impl Drop for AdvisoryLocked {
+    fn drop(&mut self) {
+        if !self.released {
+            // Never hand a connection that may still hold locks back to the pool.
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// The advisory-lock key of a product.
+fn advisory_key(id: Uuid) -> i64 {
+    let bytes = id.as_bytes();
+    let mut low = [0u8; 8];
+    low.copy_from_slice(&bytes[8..16]);
+    // Shopeezy's checkout locks live in their own key space (the high bit pattern).
+    i64::from_be_bytes(low) ^ 0x5348_4F50_455A_5A59
+}
+
+/// The statements of a checkout, on either backend's connection.
+pub trait CheckoutTx: Send {
+    /// The statement that begins the checkout's transaction.
+    const BEGIN: &'static str;
+
+    /// The caller's cart and its products.
+    fn cart(&mut self, user_id: Uuid) -> impl Future<Output = Result<Cart>> + Send;
+    /// The stored record of `key`, if used before.
+    fn idempotency(
+        &mut self,
+        user_id: Uuid,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StoredKey>>> + Send;
+    /// How many orders the user placed before.
+    fn order_count(&mut self, user_id: Uuid) -> impl Future<Output = Result<i64>> + Send;
+    /// Takes `quantity` of the product's stock if that much is left.
+    fn take_stock(
+        &mut self,
+        product_id: Uuid,
+        quantity: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Writes the order and its lines.
+    fn insert_order(&mut self, order: &Order) -> impl Future<Output = Result<()>> + Send;
+    /// Writes the idempotency record.
+    fn insert_idempotency(
+        &mut self,
+        user_id: Uuid,
+        key: &str,
+        body_hash: &str,
+        cart_hash: &str,
+        order_id: Uuid,
+        body: &serde_json::Value,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Writes an outbox event.
+    fn insert_event(
+        &mut self,
+        event: &shopeezy_common::outbox::Event,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Empties the cart: lines and codes.
+    fn clear_cart(&mut self, user_id: Uuid) -> impl Future<Output = Result<()>> + Send;
+}
+
+macro_rules! checkout_statements {
+    ($conn:ty, $begin:expr) => {
+        impl CheckoutTx for $conn {
+            const BEGIN: &'static str = $begin;
+
+            async fn cart(&mut self, user_id: Uuid) -> Result<Cart> {
+                let rows: Vec<LineRow> = sqlx::query_as(&lines_sql()).bind(user_id).fetch_all(&mut *self).await?;
+                let codes: Vec<String> = sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(&mut *self).await?;
+                Ok(Cart { lines: rows.into_iter().map(Line::from).collect(), codes })
+            }
+
+            async fn idempotency(&mut self, user_id: Uuid, key: &str) -> Result<Option<StoredKey>> {
+                Ok(sqlx::query_as(IDEMPOTENCY_SQL).bind(user_id).bind(key).fetch_optional(&mut *self).await?)
+            }
+
+            async fn order_count(&mut self, user_id: Uuid) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = $1").bind(user_id).fetch_one(&mut *self).await?)
+            }
+
+            async fn take_stock(&mut self, product_id: Uuid, quantity: i64) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 AND deleted_at IS NULL",
+                )
+                .bind(quantity)
+                .bind(product_id)
+                .execute(&mut *self)
+                .await?
+                .rows_affected();
+                Ok(done == 1)
+            }
+
+            async fn insert_order(&mut self, order: &Order) -> Result<()> {
+                sqlx::query(INSERT_ORDER_SQL)
+                    .bind(order.id)
+                    .bind(order.user_id)
+                    .bind(order.status.as_str())
+                    .bind(order.subtotal)
+                    .bind(order.discount_total)
+                    .bind(order.total)
+                    .bind(&order.currency)
+                    .bind(Json(&order.adjustments))
+                    .bind(Json(&order.plugins))
+                    .bind(order.created_at)
+                    .bind(order.updated_at)
+                    .execute(&mut *self)
+                    .await?;
+                for (line_no, item) in order.items.iter().enumerate() {
+                    sqlx::query(INSERT_ITEM_SQL)
+                        .bind(order.id)
+                        .bind(line_no as i32)
+                        .bind(item.product_id)
+                        .bind(&item.sku)
+                        .bind(&item.name)
+                        .bind(item.seller_id)
+                        .bind(item.quantity)
+                        .bind(item.unit_price)
+                        .bind(item.line_total)
+                        .bind(Json(&item.adjustments))
+                        .execute(&mut *self)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn insert_idempotency(
+                &mut self,
+                user_id: Uuid,
+                key: &str,
+                body_hash: &str,
+                cart_hash: &str,
+                order_id: Uuid,
+                body: &serde_json::Value,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
+                     VALUES ($1, $2, $3, $4, $5, 201, $6, $7)",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(body_hash)
+                .bind(cart_hash)
+                .bind(order_id)
+                .bind(Json(body))
+                .bind(Utc::now())
+                .execute(&mut *self)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_event(&mut self, event: &shopeezy_common::outbox::Event) -> Result<()> {
+                insert_event!(&mut *self, event)?;
+                Ok(())
+            }
+
+            async fn clear_cart(&mut self, user_id: Uuid) -> Result<()> {
+                sqlx::query("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(&mut *self).await?;
+                sqlx::query("DELETE FROM cart_codes WHERE user_id = $1").bind(user_id).execute(&mut *self).await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+// Index scans only: under SERIALIZABLE a sequential scan would take a
+// predicate lock on the whole table and make unrelated checkouts conflict.
+checkout_statements!(
+    PgConnection,
+    "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off"
+);
+checkout_statements!(SqliteConnection, "BEGIN IMMEDIATE");

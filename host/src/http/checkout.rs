@@ -1,0 +1,99 @@
+//! `POST /v1/checkout`: the cart becomes an order (see `checkout.rs`).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use shopeezy_common::Problem;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::checkout::CheckoutRequest;
+use crate::error::{Error, Result};
+use crate::startup::AppState;
+use crate::store::orders::Order;
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(checkout))
+}
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Places the cart as an order. The `Idempotency-Key` header makes a retry
+/// safe: the same key and request answer the same order (with
+/// `Idempotent-Replayed: true`), even when the two requests race.
+#[utoipa::path(post, path = "/v1/checkout", tag = "checkout", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "1–255 printable ASCII characters, unique per checkout")),
+    request_body(content = Option<CheckoutRequest>, description = "optional"),
+    responses(
+        (status = 201, body = Order, headers(("Location" = String), ("Idempotent-Replayed" = String))),
+        (status = 400, body = shopeezy_common::Problem, description = "`idempotency_key_required`"),
+        (status = 409, body = shopeezy_common::Problem, description = "`out_of_stock` with `items`, or `price_changed`"),
+        (status = 422, body = shopeezy_common::Problem, description = "`cart_empty`, `checkout_blocked` with `violations`, `idempotency_key_reused`"),
+        (status = 503, body = shopeezy_common::Problem, description = "`plugin_failed`, `checkout_contention`"),
+    ))]
+async fn checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let request = parse_body(&body)?;
+    // Run to the end even if the client goes away: it can replay the key.
+    let placed =
+        tokio::spawn(async move { state.checkout.checkout(&caller, &key, &request).await })
+            .await
+            .map_err(|e| Error::Internal(e.into()))??;
+    let location = HeaderValue::try_from(format!("/v1/orders/{}", placed.order_id))
+        .map_err(|e| Error::Internal(e.into()))?;
+    let mut response = (
+        placed.status,
+        [(header::LOCATION, location)],
+        axum::Json(placed.body),
+    )
+        .into_response();
+    if placed.replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String> {
+    let required = || {
+        Problem::bad_request(
+            "idempotency_key_required",
+            "send an Idempotency-Key header (1–255 printable ASCII characters)",
+        )
+    };
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .ok_or_else(required)?
+        .to_str()
+        .map_err(|_| required())?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(required().into());
+    }
+    Ok(key.to_owned())
+}
+
+/// The body is optional; when sent it must be a valid [`CheckoutRequest`].
+fn parse_body(body: &Bytes) -> Result<CheckoutRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CheckoutRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let problem = if e.is_syntax() || e.is_eof() {
+            Problem::bad_request("malformed_json", e.to_string())
+        } else {
+            Problem::unprocessable("invalid_body", e.to_string())
+        };
+        problem.into()
+    })
+}

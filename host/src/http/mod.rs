@@ -1,0 +1,49 @@
+//! The REST API: one module per resource, assembled with its OpenAPI document.
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::startup::AppState;
+
+pub mod cart;
+pub mod checkout;
+pub mod orders;
+pub mod products;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shopeezy host", description = "Catalog, carts, checkout and orders."),
+    components(schemas(shopeezy_common::Problem)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API routes (with state applied) and their OpenAPI document.
+pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(products::router())
+        .merge(cart::router())
+        .merge(checkout::router())
+        .merge(orders::router())
+        .split_for_parts();
+    (router.with_state(state), openapi)
+}

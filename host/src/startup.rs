@@ -1,0 +1,122 @@
+//! Building and running the service: `Application::build` binds the listener
+//! (port 0 in tests) and `run_until_stopped` serves until a stop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shopeezy_common::db::{Db, Migrations};
+use shopeezy_common::ops::{self, Check, Readiness};
+use shopeezy_common::shutdown::Shutdown;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+
+use crate::auth::AuthClient;
+use crate::checkout::Checkout;
+use crate::config::Config;
+use crate::pricing::Pipeline;
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/sqlite");
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The host's database.
+    pub db: Db,
+    /// The account service, which checks tokens.
+    pub auth: AuthClient,
+    /// The pricing pipeline, with the plugins in force.
+    pub pipeline: Pipeline,
+    /// The checkout transaction.
+    pub checkout: Checkout,
+}
+
+/// The service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    http: TcpListener,
+    state: AppState,
+    shutdown: Shutdown,
+}
+
+impl Application {
+    /// Connects and migrates the database and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let migrations = Migrations {
+            postgres: &POSTGRES_MIGRATIONS,
+            sqlite: &SQLITE_MIGRATIONS,
+        };
+        let db = Db::connect(
+            &config.database_url,
+            config.database_max_connections,
+            migrations,
+        )
+        .await?;
+        let auth = AuthClient::new(&config.auth_grpc_url, config.auth_timeout())?;
+        let pipeline = Pipeline::default();
+        let checkout = Checkout::new(db.clone(), pipeline.clone(), config.checkout_max_attempts);
+        let state = AppState {
+            db,
+            auth,
+            pipeline,
+            checkout,
+        };
+        let http = TcpListener::bind(config.http_addr).await?;
+        tracing::info!(http = %http.local_addr()?, database = state.db.backend(), "host ready");
+        Ok(Self {
+            http,
+            state,
+            shutdown: Shutdown::new(),
+        })
+    }
+
+    /// The bound REST address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The switch that stops this application.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The shared state (for tests that look behind the API).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown switch flips, then lets the requests in
+    /// flight finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            http,
+            state,
+            shutdown,
+        } = self;
+        let (api, openapi) = crate::http::api(state.clone());
+        let router = shopeezy_common::http::layered(
+            api.merge(ops::router(readiness(&state), openapi)),
+            shopeezy_common::http::DEFAULT_BODY_LIMIT,
+        );
+        shopeezy_common::http::serve(http, router, shutdown.wait()).await?;
+        state.db.close().await;
+        tracing::info!("host stopped");
+        Ok(())
+    }
+}
+
+fn readiness(state: &AppState) -> Readiness {
+    let state = state.clone();
+    Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let mut checks = BTreeMap::new();
+            checks.insert("database", Check::from_result(true, state.db.ping().await));
+            checks.insert("auth", Check::from_result(true, state.auth.ping().await));
+            checks
+        })
+    })
+}

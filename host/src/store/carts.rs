@@ -1,0 +1,123 @@
+//! Carts: each user's lines and promotion codes.
+
+use chrono::Utc;
+use shopeezy_common::db::Db;
+use shopeezy_common::with_db;
+use uuid::Uuid;
+
+use super::products::{COLUMNS, Product, Row as ProductRow};
+use crate::error::Result;
+
+/// A cart line joined to its product, as read now.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// The product as it is now.
+    pub product: Product,
+    /// How many.
+    pub quantity: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LineRow {
+    #[sqlx(flatten)]
+    product: ProductRow,
+    quantity: i64,
+}
+
+impl From<LineRow> for Line {
+    fn from(r: LineRow) -> Self {
+        Self {
+            product: r.product.into(),
+            quantity: r.quantity,
+        }
+    }
+}
+
+/// The lines of a user's cart, in product-id order (the order in which
+/// checkout takes stock, so concurrent checkouts never deadlock).
+pub(crate) fn lines_sql() -> String {
+    format!(
+        "SELECT {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
+         WHERE c.user_id = $1 AND p.deleted_at IS NULL ORDER BY p.id"
+    )
+}
+
+/// The codes of a user's cart, in the order they were entered.
+pub(crate) const CODES_SQL: &str =
+    "SELECT code FROM cart_codes WHERE user_id = $1 ORDER BY added_at, code";
+
+/// A user's cart as it is now: its lines and codes.
+#[derive(Debug, Clone, Default)]
+pub struct Cart {
+    /// The lines, in product-id order.
+    pub lines: Vec<Line>,
+    /// The promotion codes entered.
+    pub codes: Vec<String>,
+}
+
+/// The user's cart.
+pub async fn get(db: &Db, user_id: Uuid) -> Result<Cart> {
+    let sql = lines_sql();
+    let (rows, codes): (Vec<LineRow>, Vec<String>) = with_db!(db, pool => (
+        sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?,
+        sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(pool).await?,
+    ));
+    Ok(Cart {
+        lines: rows.into_iter().map(Line::from).collect(),
+        codes,
+    })
+}
+
+/// Sets a line's quantity (adding the line when new).
+pub async fn set_quantity(db: &Db, user_id: Uuid, product_id: Uuid, quantity: i64) -> Result<()> {
+    let sql =
+        "INSERT INTO cart_items (user_id, product_id, quantity, added_at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = excluded.quantity";
+    with_db!(db, pool => sqlx::query(sql).bind(user_id).bind(product_id).bind(quantity).bind(Utc::now()).execute(pool).await.map(|_| ())?);
+    Ok(())
+}
+
+/// Removes a line; whether there was one.
+pub async fn remove(db: &Db, user_id: Uuid, product_id: Uuid) -> Result<bool> {
+    let sql = "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2";
+    let done = with_db!(db, pool => sqlx::query(sql).bind(user_id).bind(product_id).execute(pool).await?.rows_affected());
+    Ok(done > 0)
+}
+
+/// Empties the cart: lines and codes.
+pub async fn clear(db: &Db, user_id: Uuid) -> Result<()> {
+    with_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM cart_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// Most codes one cart may hold.
+pub const MAX_CODES: i64 = 10;
+
+/// Enters a code (a code already entered stays as it is); `false` when the
+/// cart already holds [`MAX_CODES`] other codes.
+pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
+    let sql = "INSERT INTO cart_codes (user_id, code, added_at)
+               SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM cart_codes WHERE user_id = $1) < $4
+               ON CONFLICT (user_id, code) DO NOTHING";
+    let exists_sql = "SELECT COUNT(*) FROM cart_codes WHERE user_id = $1 AND code = $2";
+    with_db!(db, pool => {
+        let done = sqlx::query(sql).bind(user_id).bind(code).bind(Utc::now()).bind(MAX_CODES).execute(pool).await?.rows_affected();
+        if done == 1 {
+            return Ok(true);
+        }
+        let present: i64 = sqlx::query_scalar(exists_sql).bind(user_id).bind(code).fetch_one(pool).await?;
+        Ok(present == 1)
+    })
+}
+
+/// Removes a code; whether it was entered.
+pub async fn remove_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
+    let sql = "DELETE FROM cart_codes WHERE user_id = $1 AND code = $2";
+    let done = with_db!(db, pool => sqlx::query(sql).bind(user_id).bind(code).execute(pool).await?.rows_affected());
+    Ok(done > 0)
+}

@@ -1,0 +1,20 @@
+//! The host's data. Queries that read the same on PostgreSQL and SQLite are
+//! written once and compiled for both with `with_db!`; the checkout
+//! transaction, which differs in how it starts, is in `checkout.rs`.
+
+pub mod carts;
+pub mod orders;
+pub mod products;
+
+use shopeezy_common::db::unique_violation;
+
+use crate::error::Error;
+
+/// Turns a unique-constraint violation on `column` into 409 `code`; any
+/// other failure stays a database error.
+pub(crate) fn conflict_on(e: sqlx::Error, column: &str, code: &str, detail: &str) -> Error {
+    match unique_violation(&e) {
+        Some(c) if c.contains(column) => Error::conflict(code, detail),
+        _ => Error::Database(e),
+    }
+}

@@ -1,0 +1,274 @@
+//! Orders: reading them, and moving them through their states.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shopeezy_common::db::Db;
+use shopeezy_common::outbox::Event;
+use shopeezy_common::{insert_event, with_db, with_tx};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::pricing::{Adjustment, PluginRun, PricedItem};
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Checked out, not yet paid.
+    Placed,
+    /// Paid.
+    Paid,
+    /// Handed to the carrier.
+    Shipped,
+    /// Received.
+    Delivered,
+    /// Cancelled; its stock went back.
+    Cancelled,
+}
+
+impl Status {
+    /// The status' name as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Placed => "placed",
+            Self::Paid => "paid",
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+            .map_err(|_| Error::Internal(anyhow::anyhow!("stored order status {raw:?} is unknown")))
+    }
+
+    /// Whether an order may move from `self` to `next`:
+    /// `placed → paid → shipped → delivered`, and `placed | paid → cancelled`.
+    pub fn may_become(self, next: Self) -> bool {
+        matches!(
+            (self, next),
+            (Self::Placed, Self::Paid)
+                | (Self::Paid, Self::Shipped)
+                | (Self::Shipped, Self::Delivered)
+                | (Self::Placed | Self::Paid, Self::Cancelled)
+        )
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Order {
+    /// The order's id.
+    pub id: Uuid,
+    /// Who placed it.
+    pub user_id: Uuid,
+    /// Where it is in its life.
+    pub status: Status,
+    /// The lines, with prices as charged.
+    pub items: Vec<PricedItem>,
+    /// Adjustments on the whole order.
+    pub adjustments: Vec<Adjustment>,
+    /// Sum of `unit_price × quantity`.
+    pub subtotal: i64,
+    /// Sum of every discount.
+    pub discount_total: i64,
+    /// What was charged.
+    pub total: i64,
+    /// ISO 4217 code of every amount.
+    pub currency: String,
+    /// The plugins that priced it.
+    pub plugins: Vec<PluginRun>,
+    /// When it was placed (UTC).
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    user_id: Uuid,
+    status: String,
+    subtotal: i64,
+    discount_total: i64,
+    total: i64,
+    currency: String,
+    adjustments: Json<Vec<Adjustment>>,
+    plugins: Json<Vec<PluginRun>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    order_id: Uuid,
+    product_id: Uuid,
+    sku: String,
+    name: String,
+    seller_id: Uuid,
+    quantity: i64,
+    unit_price: i64,
+    line_total: i64,
+    adjustments: Json<Vec<Adjustment>>,
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at";
+const ITEM_COLUMNS: &str =
+    "order_id, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments";
+
+/// The statements that write an order and its lines (used by checkout).
+pub(crate) const INSERT_ORDER_SQL: &str = "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+pub(crate) const INSERT_ITEM_SQL: &str = "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+fn assemble(orders: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>> {
+    let mut out: Vec<Order> = Vec::with_capacity(orders.len());
+    for o in orders {
+        out.push(Order {
+            id: o.id,
+            user_id: o.user_id,
+            status: Status::parse(&o.status)?,
+            items: Vec::new(),
+            adjustments: o.adjustments.0,
+            subtotal: o.subtotal,
+            discount_total: o.discount_total,
+            total: o.total,
+            currency: o.currency,
+            plugins: o.plugins.0,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        });
+    }
+    // Items arrive ordered by (order, line); attach each to its order.
+    for i in items {
+        if let Some(order) = out.iter_mut().find(|o| o.id == i.order_id) {
+            order.items.push(PricedItem {
+                product_id: i.product_id,
+                sku: i.sku,
+                name: i.name,
+                seller_id: i.seller_id,
+                quantity: i.quantity,
+                unit_price: i.unit_price,
+                line_total: i.line_total,
+                adjustments: i.adjustments.0,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the orders whose rows `orders` holds, with their lines.
+async fn with_items(db: &Db, orders: Vec<OrderRow>) -> Result<Vec<Order>> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<ItemRow> = with_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(format!("SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id IN ("));
+        let mut list = q.separated(", ");
+        for o in &orders {
+            list.push_bind(o.id);
+        }
+        q.push(") ORDER BY order_id, line_no");
+        q.build_query_as().fetch_all(pool).await?
+    });
+    assemble(orders, items)
+}
+
+/// The order with this id.
+pub async fn get(db: &Db, id: Uuid) -> Result<Option<Order>> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    let rows: Vec<OrderRow> =
+        with_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_all(pool).await?);
+    Ok(with_items(db, rows).await?.pop())
+}
+
+/// Up to `limit` orders after `after`, newest first; of one user, or all.
+pub async fn list(
+    db: &Db,
+    user_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Order>> {
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3"
+    );
+    let rows: Vec<OrderRow> = with_db!(db, pool => sqlx::query_as(&sql).bind(user_id).bind(after).bind(i64::from(limit)).fetch_all(pool).await?);
+    with_items(db, rows).await
+}
+
+/// The event announcing that an order is now in `status`.
+pub(crate) fn status_event(order: &Order) -> Event {
+    let routing_key = format!("order.{}", order.status.as_str());
+    Event::new(
+        "/shopeezy/host",
+        &routing_key,
+        format!("orders/{}", order.id),
+        order,
+    )
+}
+
+/// Moves an order to `next` if its state machine allows it, in one
+/// transaction with its event; cancelling puts the stock back. The move is
+/// conditional on the status read, so two racing moves cannot both apply
+/// (the loser gets 409 `invalid_transition`).
+pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
+    let mut order = get(db, id)
+        .await?
+        .ok_or_else(|| Error::not_found("order"))?;
+    let from = order.status;
+    if !from.may_become(next) {
+        return Err(invalid_transition(from, next));
+    }
+    order.status = next;
+    order.updated_at = Utc::now();
+    let event = status_event(&order);
+    with_tx!(db, tx => {
+        let moved = sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
+            .bind(next.as_str())
+            .bind(order.updated_at)
+            .bind(id)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            return Err(invalid_transition(from, next));
+        }
+        if next == Status::Cancelled {
+            // Lines are in product order, like checkout's, so this cannot deadlock with it.
+            let mut lines: Vec<&PricedItem> = order.items.iter().collect();
+            lines.sort_by_key(|l| l.product_id);
+            for line in lines {
+                sqlx::query("UPDATE products SET stock = stock + $1 WHERE id = $2")
+                    .bind(line.quantity)
+                    .bind(line.product_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        insert_event!(&mut *tx, &event)?;
+        tx.commit().await?;
+    });
+    Ok(order)
+}
+
+fn invalid_transition(from: Status, to: Status) -> Error {
+    Error::conflict(
+        "invalid_transition",
+        format!(
+            "an order that is {} cannot become {}",
+            from.as_str(),
+            to.as_str()
+        ),
+    )
+}
+
+/// How many orders the user placed.
+pub async fn count_for_user(db: &Db, user_id: Uuid) -> Result<i64> {
+    let sql = "SELECT COUNT(*) FROM orders WHERE user_id = $1";
+    Ok(with_db!(db, pool => sqlx::query_scalar(sql).bind(user_id).fetch_one(pool).await?))
+}

@@ -1,0 +1,294 @@
+//! Products: the catalog and each product's stock.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shopeezy_common::db::Db;
+use shopeezy_common::with_db;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::conflict_on;
+use crate::error::Result;
+
+/// A product as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Product {
+    /// The product's id.
+    pub id: Uuid,
+    /// The seller it belongs to.
+    pub seller_id: Uuid,
+    /// Stock-keeping unit, unique per seller.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Unit price in minor units of `currency`.
+    pub price: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Units available.
+    pub stock: i64,
+    /// Lower-case tags.
+    pub tags: Vec<String>,
+    /// Free-form string attributes that plugins can read.
+    pub attributes: BTreeMap<String, String>,
+    /// When it was listed (UTC).
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct Row {
+    id: Uuid,
+    seller_id: Uuid,
+    sku: String,
+    name: String,
+    description: String,
+    price: i64,
+    currency: String,
+    stock: i64,
+    tags: Json<Vec<String>>,
+    attributes: Json<BTreeMap<String, String>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Row> for Product {
+    fn from(r: Row) -> Self {
+        Self {
+            id: r.id,
+            seller_id: r.seller_id,
+            sku: r.sku,
+            name: r.name,
+            description: r.description,
+            price: r.price,
+            currency: r.currency,
+            stock: r.stock,
+            tags: r.tags.0,
+            attributes: r.attributes.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// The columns of [`Row`], for `SELECT`s (prefixed `p.`).
+pub(crate) const COLUMNS: &str = "p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.stock, p.tags, p.attributes, p.created_at, p.updated_at";
+
+/// A validated new product.
+#[derive(Debug)]
+pub struct NewProduct {
+    /// Owner.
+    pub seller_id: Uuid,
+    /// SKU.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Price in minor units.
+    pub price: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Initial stock.
+    pub stock: i64,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+const SKU_TAKEN: &str = "this seller already has a product with that sku";
+
+/// Lists a product.
+pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
+    let now = Utc::now();
+    let product = Product {
+        id: Uuid::now_v7(),
+        seller_id: new.seller_id,
+        sku: new.sku,
+        name: new.name,
+        description: new.description,
+        price: new.price,
+        currency: new.currency,
+        stock: new.stock,
+        tags: new.tags,
+        attributes: new.attributes,
+        created_at: now,
+        updated_at: now,
+    };
+    with_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO products (id, seller_id, sku, name, description, price, currency, stock, tags, attributes, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(product.id)
+        .bind(product.seller_id)
+        .bind(&product.sku)
+        .bind(&product.name)
+        .bind(&product.description)
+        .bind(product.price)
+        .bind(&product.currency)
+        .bind(product.stock)
+        .bind(Json(&product.tags))
+        .bind(Json(&product.attributes))
+        .bind(product.created_at)
+        .bind(product.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on(e, "sku", "sku_taken", SKU_TAKEN))?;
+        for tag in &product.tags {
+            sqlx::query("INSERT INTO product_tags (product_id, tag) VALUES ($1, $2)")
+                .bind(product.id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    });
+    Ok(product)
+}
+
+/// The product with this id, unless deleted.
+pub async fn get(db: &Db, id: Uuid) -> Result<Option<Product>> {
+    let sql = format!("SELECT {COLUMNS} FROM products p WHERE p.id = $1 AND p.deleted_at IS NULL");
+    let row: Option<Row> =
+        with_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+    Ok(row.map(Product::from))
+}
+
+/// What to list.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// Words the name contains (case-insensitive).
+    pub q: Option<String>,
+    /// A tag the product has.
+    pub tag: Option<String>,
+    /// The seller it belongs to.
+    pub seller_id: Option<Uuid>,
+}
+
+/// Up to `limit` products after `after` (in listing order) that match `filter`.
+pub async fn list(
+    db: &Db,
+    filter: &Filter,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Product>> {
+    let pattern = filter
+        .q
+        .as_deref()
+        .map(|q| format!("%{}%", escape_like(&q.to_lowercase())));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM products p
+         WHERE p.deleted_at IS NULL
+           AND ($1 IS NULL OR p.id > $1)
+           AND ($2 IS NULL OR LOWER(p.name) LIKE $2 ESCAPE '\\')
+           AND ($3 IS NULL OR EXISTS (SELECT 1 FROM product_tags t WHERE t.tag = $3 AND t.product_id = p.id))
+           AND ($4 IS NULL OR p.seller_id = $4)
+         ORDER BY p.id LIMIT $5"
+    );
+    let rows: Vec<Row> = with_db!(db, pool => sqlx::query_as(&sql)
+        .bind(after)
+        .bind(pattern.as_deref())
+        .bind(filter.tag.as_deref())
+        .bind(filter.seller_id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?);
+    Ok(rows.into_iter().map(Product::from).collect())
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Validated changes to a product; `None` keeps a field.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// New SKU.
+    pub sku: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New price.
+    pub price: Option<i64>,
+    /// New currency.
+    pub currency: Option<String>,
+    /// New tags (replacing the old ones).
+    pub tags: Option<Vec<String>>,
+    /// New attributes (replacing the old ones).
+    pub attributes: Option<BTreeMap<String, String>>,
+    /// New stock level.
+    pub stock: Option<i64>,
+}
+
+/// Applies `changes`; `None` when there is no such (undeleted) product.
+pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Product>> {
+    let sql = "UPDATE products SET sku = COALESCE($2, sku), name = COALESCE($3, name),
+               description = COALESCE($4, description), price = COALESCE($5, price),
+               currency = COALESCE($6, currency), tags = COALESCE($7, tags),
+               attributes = COALESCE($8, attributes), stock = COALESCE($9, stock), updated_at = $10
+               WHERE id = $1 AND deleted_at IS NULL";
+    let found = with_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let done = sqlx::query(sql)
+            .bind(id)
+            .bind(changes.sku.as_deref())
+            .bind(changes.name.as_deref())
+            .bind(changes.description.as_deref())
+            .bind(changes.price)
+            .bind(changes.currency.as_deref())
+            .bind(changes.tags.as_ref().map(Json))
+            .bind(changes.attributes.as_ref().map(Json))
+            .bind(changes.stock)
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on(e, "sku", "sku_taken", SKU_TAKEN))?
+            .rows_affected();
+        if let (1, Some(tags)) = (done, &changes.tags) {
+            sqlx::query("DELETE FROM product_tags WHERE product_id = $1").bind(id).execute(&mut *tx).await?;
+            for tag in tags {
+                sqlx::query("INSERT INTO product_tags (product_id, tag) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(tag)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        done == 1
+    });
+    if !found {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// Hides a product from sale and takes it out of every cart; past orders
+/// keep their lines. Whether there was such a product.
+pub async fn delete(db: &Db, id: Uuid) -> Result<bool> {
+    let found = with_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let done = sqlx::query("UPDATE products SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM cart_items WHERE product_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM product_tags WHERE product_id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        done == 1
+    });
+    Ok(found)
+}
