@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod seed;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Shopeezy's project commands")]
 struct Cli {
@@ -199,6 +201,9 @@ const DEMO_ENV: &[(&str, &str)] = &[
     ("SHOPEEZY_ACCOUNT_DATABASE_URL", "sqlite://data/account.db"),
     ("SHOPEEZY_ACCOUNT_HTTP_ADDR", "127.0.0.1:8081"),
     ("SHOPEEZY_ACCOUNT_GRPC_ADDR", "127.0.0.1:50051"),
+    ("SHOPEEZY_HOST_DATABASE_URL", "sqlite://data/host.db"),
+    ("SHOPEEZY_HOST_HTTP_ADDR", "127.0.0.1:8080"),
+    ("SHOPEEZY_AUTH_GRPC_URL", "http://127.0.0.1:50051"),
     ("SHOPEEZY_ADMIN_EMAIL", "admin@shopeezy.local"),
     ("SHOPEEZY_ADMIN_PASSWORD", "shopeezy-admin"),
     ("SHOPEEZY_DATA_DIR", "data"),
@@ -217,7 +222,13 @@ fn env_or_default(name: &str) -> String {
 fn run(release: bool) -> Result<()> {
     let profile = if release { "release" } else { "debug" };
     let mut build = cargo();
-    build.args(["build", "--bin", "shopeezy-account"]);
+    build.args([
+        "build",
+        "--bin",
+        "shopeezy-account",
+        "--bin",
+        "shopeezy-host",
+    ]);
     if release {
         build.arg("--release");
     }
@@ -232,10 +243,13 @@ fn run(release: bool) -> Result<()> {
     let bin = root().join("target").join(profile);
     let mut children = Services::default();
     children.start("account", &bin.join("shopeezy-account"))?;
-
     let account = env_or_default("SHOPEEZY_ACCOUNT_HTTP_ADDR");
     wait_ready(&account, &stop, &mut children)?;
-    print_banner();
+    children.start("host", &bin.join("shopeezy-host"))?;
+    let host = env_or_default("SHOPEEZY_HOST_HTTP_ADDR");
+    wait_ready(&host, &stop, &mut children)?;
+    let products = seed::demo_store(&account, &host).context("seeding the demo store")?;
+    print_banner(products);
 
     while !stop.load(Ordering::SeqCst) {
         if let Some(name) = children.exited()? {
@@ -346,7 +360,8 @@ fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     Ok((code, body))
 }
 
-fn print_banner() {
+fn print_banner(products: usize) {
+    let host = env_or_default("SHOPEEZY_HOST_HTTP_ADDR");
     let account = env_or_default("SHOPEEZY_ACCOUNT_HTTP_ADDR");
     let grpc = env_or_default("SHOPEEZY_ACCOUNT_GRPC_ADDR");
     let email = env_or_default("SHOPEEZY_ADMIN_EMAIL");
@@ -354,12 +369,16 @@ fn print_banner() {
     println!(
         "\n\
 Shopeezy is running on its embedded defaults (SQLite in ./data, in-process revocation).\n\
+\n  host REST      http://{host}   (API reference: http://{host}/docs)\
 \n  account REST   http://{account}   (API reference: http://{account}/docs)\
 \n  account gRPC   {grpc}   (shopeezy.auth.v1.AuthService, reflection on)\
-\n  demo admin     {email} / {password}\n\
+\n  demo admin     {email} / {password}\
+\n  demo store     {products} products from two sellers (acme@shopeezy.local, globex@shopeezy.local; password shopeezy-seller)\n\
 \nTry it:\n\
-  curl -s http://{account}/v1/auth/login -H 'content-type: application/json' \\\n\
-       -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'\n\
+\x20 curl -s 'http://{host}/v1/products?q=mug'\n\
+\x20 curl -s http://{account}/v1/auth/login -H 'content-type: application/json' \\\n\
+\x20      -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'\n\
+\nThe README's walkthrough goes from there to an order.\n\
 \nCtrl-C stops everything.\n"
     );
 }
