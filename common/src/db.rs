@@ -209,3 +209,10 @@ macro_rules! with_tx {
         }
     };
 }
+
+/// The current time as both backends store it (microseconds): a value
+/// answered right after a write equals the value read back later.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}

@@ -259,7 +259,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
         role: caller.role,
         order_count: tx.order_count(caller.id).await?,
     };
-    let now = Utc::now();
+    let now = shopeezy_common::db::now();
     let priced = checkout.pipeline.price(&cart, &customer, now)?;
     if !priced.violations.is_empty() {
         return Err(Problem::unprocessable(
@@ -587,7 +587,7 @@ macro_rules! checkout_statements {
                 .bind(cart_hash)
                 .bind(order_id)
                 .bind(Json(body))
-                .bind(Utc::now())
+                .bind(shopeezy_common::db::now())
                 .execute(&mut *self)
                 .await?;
                 Ok(())

@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod plugins;
 pub mod pricing;
 pub mod startup;
 pub mod store;

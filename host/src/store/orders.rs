@@ -224,7 +224,7 @@ pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
         return Err(invalid_transition(from, next));
     }
     order.status = next;
-    order.updated_at = Utc::now();
+    order.updated_at = shopeezy_common::db::now();
     let event = status_event(&order);
     with_tx!(db, tx => {
         let moved = sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")

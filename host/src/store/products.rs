@@ -106,7 +106,7 @@ const SKU_TAKEN: &str = "this seller already has a product with that sku";
 
 /// Lists a product.
 pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
-    let now = Utc::now();
+    let now = shopeezy_common::db::now();
     let product = Product {
         id: Uuid::now_v7(),
         seller_id: new.seller_id,
@@ -250,7 +250,7 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Produc
             .bind(changes.tags.as_ref().map(Json))
             .bind(changes.attributes.as_ref().map(Json))
             .bind(changes.stock)
-            .bind(Utc::now())
+            .bind(shopeezy_common::db::now())
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on(e, "sku", "sku_taken", SKU_TAKEN))?
@@ -281,7 +281,7 @@ pub async fn delete(db: &Db, id: Uuid) -> Result<bool> {
         let mut tx = pool.begin().await?;
         let done = sqlx::query("UPDATE products SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL")
             .bind(id)
-            .bind(Utc::now())
+            .bind(shopeezy_common::db::now())
             .execute(&mut *tx)
             .await?
             .rows_affected();

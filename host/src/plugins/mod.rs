@@ -1,0 +1,5 @@
+//! Merchant plugins: the wasmtime runtime, its limits, and the registry of
+//! installed plugins.
+
+pub mod limits;
+pub mod runtime;

@@ -1,0 +1,614 @@
+//! The wasmtime runtime that runs plugins: one engine (pooling allocator,
+//! copy-on-write memory images, fuel, epoch interruption), components
+//! compiled and pre-instantiated once per version, and a fresh store and
+//! instance for every call, so nothing carries over from one shopper to the
+//! next.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::limits::{Limits, MemoryLimiter};
+
+/// The generated bindings of `wit/plugin.wit`: one world per hook, sharing
+/// one set of types.
+pub mod bindings {
+    wasmtime::component::bindgen!({ world: "pricing", path: "../wit" });
+
+    /// The `promotion` world.
+    pub mod promotion {
+        wasmtime::component::bindgen!({
+            world: "promotion",
+            path: "../wit",
+            with: {
+                "shopeezy:plugin/types": super::shopeezy::plugin::types,
+                "shopeezy:plugin/log": super::shopeezy::plugin::log,
+            },
+        });
+    }
+
+    /// The `validation` world.
+    pub mod validation {
+        wasmtime::component::bindgen!({
+            world: "validation",
+            path: "../wit",
+            with: {
+                "shopeezy:plugin/types": super::shopeezy::plugin::types,
+                "shopeezy:plugin/log": super::shopeezy::plugin::log,
+            },
+        });
+    }
+}
+
+pub use bindings::shopeezy::plugin::log::Level;
+pub use bindings::shopeezy::plugin::types::{
+    Amount, Cart, Customer, Discount, Line, PriceChange, Target, UsageLimit, Violation,
+};
+
+/// The hook a plugin implements: which world its component targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// Sets unit prices.
+    Pricing,
+    /// Adds discounts.
+    Promotion,
+    /// Blocks checkout.
+    Validation,
+}
+
+impl Hook {
+    /// The hook's name as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pricing => "pricing",
+            Self::Promotion => "promotion",
+            Self::Validation => "validation",
+        }
+    }
+
+    /// The hook of a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "pricing" => Some(Self::Pricing),
+            "promotion" => Some(Self::Promotion),
+            "validation" => Some(Self::Validation),
+            _ => None,
+        }
+    }
+}
+
+/// What a call's store holds: a WASI context that grants nothing, the
+/// memory limiter, and the call's logs.
+pub struct PluginCtx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    logs: Vec<LogLine>,
+    log_bytes: usize,
+    logs_dropped: usize,
+    max_log_bytes: usize,
+    max_log_lines: usize,
+}
+
+impl WasiView for PluginCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::shopeezy::plugin::log::Host for PluginCtx {
+    fn log(&mut self, level: Level, message: String) {
+        if self.logs.len() >= self.max_log_lines
+            || self.log_bytes + message.len() > self.max_log_bytes
+        {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.log_bytes += message.len();
+        self.logs.push(LogLine {
+            level: level_name(level),
+            message,
+        });
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
+/// One line a plugin logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogLine {
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+/// A compiled, pre-instantiated plugin version of one hook.
+#[derive(Clone)]
+pub enum Compiled {
+    /// A `pricing` component.
+    Pricing(bindings::PricingPre<PluginCtx>),
+    /// A `promotion` component.
+    Promotion(bindings::promotion::PromotionPre<PluginCtx>),
+    /// A `validation` component.
+    Validation(bindings::validation::ValidationPre<PluginCtx>),
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pricing(_) => "Compiled(pricing)",
+            Self::Promotion(_) => "Compiled(promotion)",
+            Self::Validation(_) => "Compiled(validation)",
+        })
+    }
+}
+
+/// A plugin's answer.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// New unit prices.
+    Pricing(Vec<PriceChange>),
+    /// Discounts.
+    Promotion(Vec<Discount>),
+    /// Violations.
+    Validation(Vec<Violation>),
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The fuel (instruction) limit ran out.
+    Fuel,
+    /// The wall-time limit passed.
+    Time,
+    /// The memory limit was reached.
+    Memory,
+    /// The stack overflowed.
+    Stack,
+    /// The guest trapped (a panic, an invalid access, …).
+    Trap,
+    /// The guest returned an error.
+    Error,
+    /// The answer broke the contract (index out of range, negative price, …).
+    InvalidOutput,
+    /// No instance could be made.
+    Instantiate,
+}
+
+/// A failed call: which kind, and a reason a merchant can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Failure {
+    /// The kind of failure.
+    pub kind: FailureKind,
+    /// What happened, naming the limit and how much when one was hit.
+    pub reason: String,
+}
+
+impl Failure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything about one call.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// The answer, or why there is none.
+    pub result: Result<Output, Failure>,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Wall time of instantiation and call.
+    pub elapsed: Duration,
+    /// The largest linear memory reached, in bytes.
+    pub peak_memory_bytes: usize,
+    /// What the plugin logged (bounded).
+    pub logs: Vec<LogLine>,
+    /// Log lines dropped past the bounds.
+    pub logs_dropped: usize,
+}
+
+/// How often the epoch ticks: the granularity of wall-time limits.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The process-wide engine. One per process: its pooling allocator reserves
+/// address space up front, and the epoch ticker serves every store.
+fn engine(stack_bytes: usize) -> anyhow::Result<Engine> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| build_engine(stack_bytes).map_err(|e| format!("{e:#}")));
+    engine
+        .clone()
+        .map_err(|e| anyhow::anyhow!("the wasm engine could not start: {e}"))
+}
+
+fn build_engine(stack_bytes: usize) -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(512)
+        .total_core_instances(1024)
+        .total_memories(512)
+        .total_tables(1024)
+        .total_stacks(512)
+        .max_memory_size(256 << 20)
+        // Keep the pages of freed instances mapped: a fresh instance per call
+        // then costs a reset, not page faults.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(stack_bytes)
+        .memory_init_cow(true)
+        // Bounded reservations keep the pool's address space modest.
+        .memory_reservation(256 << 20)
+        .memory_guard_size(64 << 10)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let ticker = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(engine)
+}
+
+/// Compiles and runs plugins.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: std::sync::Arc<Linker<PluginCtx>>,
+    /// The limits of every call.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A runtime with `limits`.
+    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        let engine = engine(limits.stack_bytes)?;
+        let mut linker = Linker::<PluginCtx>::new(&engine);
+        // WASI with no capabilities: guests built for wasm32-wasip2 import
+        // it, and every call is answered from an empty, fixed context.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::shopeezy::plugin::log::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(
+            &mut linker,
+            |ctx| ctx,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(Self {
+            engine,
+            linker: std::sync::Arc::new(linker),
+            limits,
+        })
+    }
+
+    /// Compiles `bytes` as a component of `hook`'s world and
+    /// pre-instantiates it; the reason when it is not one or breaks a limit.
+    pub fn compile(&self, hook: Hook, bytes: &[u8]) -> Result<Compiled, String> {
+        if bytes.len() > self.limits.module_bytes {
+            return Err(format!(
+                "the component is {} bytes; the limit is {}",
+                bytes.len(),
+                self.limits.module_bytes
+            ));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| format!("not a valid component: {e:#}"))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            format!("the component needs imports the host does not give (only `shopeezy:plugin/log` and capability-free WASI): {e:#}")
+        })?;
+        let wrong_world =
+            |e: wasmtime::Error| format!("not a component of the `{}` world: {e:#}", hook.as_str());
+        Ok(match hook {
+            Hook::Pricing => {
+                Compiled::Pricing(bindings::PricingPre::new(pre).map_err(wrong_world)?)
+            }
+            Hook::Promotion => Compiled::Promotion(
+                bindings::promotion::PromotionPre::new(pre).map_err(wrong_world)?,
+            ),
+            Hook::Validation => Compiled::Validation(
+                bindings::validation::ValidationPre::new(pre).map_err(wrong_world)?,
+            ),
+        })
+    }
+
+    /// Calls a plugin once on `cart`, in a fresh store and instance.
+    pub fn call(&self, compiled: &Compiled, cart: &Cart) -> CallReport {
+        let lines = cart.lines.len();
+        let fuel = self.limits.fuel(lines);
+        let time_ms = self.limits.time_ms(lines);
+        let started = Instant::now();
+        let mut store = Store::new(&self.engine, self.context(cart.now_ms));
+        store.limiter(|ctx| &mut ctx.limiter);
+        let result = match store.set_fuel(fuel) {
+            Ok(()) => {
+                store.set_epoch_deadline(time_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1));
+                invoke(&mut store, compiled, cart)
+            }
+            Err(e) => Err(e),
+        };
+        let remaining = store.get_fuel().unwrap_or(0);
+        let ctx = store.data_mut();
+        let result = result.map_err(|e| {
+            classify(
+                &e,
+                remaining,
+                ctx.limiter.hit,
+                fuel,
+                time_ms,
+                self.limits.memory_bytes,
+            )
+        });
+        let result = match result {
+            Ok(Ok(output)) => check_output(output, lines, &self.limits),
+            Ok(Err(message)) => Err(Failure::new(
+                FailureKind::Error,
+                format!("the plugin returned an error: {}", truncate(&message, 512)),
+            )),
+            Err(failure) => Err(failure),
+        };
+        let ctx = store.into_data();
+        CallReport {
+            result,
+            fuel_used: fuel.saturating_sub(remaining),
+            elapsed: started.elapsed(),
+            peak_memory_bytes: ctx.limiter.peak_bytes,
+            logs: ctx.logs,
+            logs_dropped: ctx.logs_dropped,
+        }
+    }
+
+    fn context(&self, now_ms: i64) -> PluginCtx {
+        let wasi = WasiCtx::builder()
+            .wall_clock(FixedClock(now_ms))
+            .monotonic_clock(FixedClock(now_ms))
+            .secure_random(ZeroRng)
+            .insecure_random(ZeroRng)
+            .insecure_random_seed(0)
+            .build();
+        PluginCtx {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(self.limits.memory_bytes),
+            logs: Vec::new(),
+            log_bytes: 0,
+            logs_dropped: 0,
+            max_log_bytes: self.limits.log_bytes,
+            max_log_lines: self.limits.log_lines,
+        }
+    }
+}
+
+type GuestResult = Result<Output, String>;
+
+fn invoke(
+    store: &mut Store<PluginCtx>,
+    compiled: &Compiled,
+    cart: &Cart,
+) -> wasmtime::Result<GuestResult> {
+    Ok(match compiled {
+        Compiled::Pricing(pre) => pre
+            .instantiate(&mut *store)?
+            .call_price(&mut *store, cart)?
+            .map(Output::Pricing),
+        Compiled::Promotion(pre) => pre
+            .instantiate(&mut *store)?
+            .call_discounts(&mut *store, cart)?
+            .map(Output::Promotion),
+        Compiled::Validation(pre) => pre
+            .instantiate(&mut *store)?
+            .call_validate(&mut *store, cart)?
+            .map(Output::Validation),
+    })
+}
+
+/// Names what stopped a call. Any error is a failure; the trap code and the
+/// store's state say which limit, if any, was the cause.
+fn classify(
+    e: &wasmtime::Error,
+    fuel_left: u64,
+    memory_hit: bool,
+    fuel: u64,
+    time_ms: u64,
+    memory: usize,
+) -> Failure {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Failure::new(
+            FailureKind::Fuel,
+            format!("fuel limit reached: {fuel} units"),
+        ),
+        _ if fuel_left == 0 => Failure::new(
+            FailureKind::Fuel,
+            format!("fuel limit reached: {fuel} units"),
+        ),
+        Some(Trap::Interrupt) => Failure::new(
+            FailureKind::Time,
+            format!("time limit reached: {time_ms} ms"),
+        ),
+        Some(Trap::StackOverflow) => Failure::new(
+            FailureKind::Stack,
+            "stack overflow (the stack limit was reached)",
+        ),
+        _ if memory_hit => Failure::new(
+            FailureKind::Memory,
+            format!("memory limit reached: {memory} bytes"),
+        ),
+        Some(trap) => Failure::new(FailureKind::Trap, format!("the plugin trapped: {trap}")),
+        None if e.to_string().contains("instantiate") || e.to_string().contains("pooling") => {
+            Failure::new(
+                FailureKind::Instantiate,
+                format!("no instance could be made: {e:#}"),
+            )
+        }
+        None => Failure::new(
+            FailureKind::Trap,
+            format!("the plugin failed: {}", truncate(&format!("{e:#}"), 512)),
+        ),
+    }
+}
+
+/// The structural checks of an answer: sizes, indexes in range, no negative
+/// price, percentages at most 100 %. Amounts against what they apply to are
+/// checked by the pipeline.
+fn check_output(output: Output, lines: usize, limits: &Limits) -> Result<Output, Failure> {
+    let invalid = |reason: String| Err(Failure::new(FailureKind::InvalidOutput, reason));
+    let count = match &output {
+        Output::Pricing(v) => v.len(),
+        Output::Promotion(v) => v.len(),
+        Output::Validation(v) => v.len(),
+    };
+    if count > limits.output_entries {
+        return invalid(format!(
+            "the answer has {count} entries; the limit is {}",
+            limits.output_entries
+        ));
+    }
+    let line_ok = |i: u32| (i as usize) < lines;
+    let text_ok = |s: &str| s.len() <= limits.output_text_bytes;
+    match &output {
+        Output::Pricing(changes) => {
+            for c in changes {
+                if !line_ok(c.line) {
+                    return invalid(format!("price change for line {} of {lines}", c.line));
+                }
+                if c.unit_price < 0 {
+                    return invalid(format!(
+                        "negative unit price {} for line {}",
+                        c.unit_price, c.line
+                    ));
+                }
+            }
+        }
+        Output::Promotion(discounts) => {
+            for d in discounts {
+                if let Target::Line(i) = d.target
+                    && !line_ok(i)
+                {
+                    return invalid(format!("discount for line {i} of {lines}"));
+                }
+                match d.amount {
+                    Amount::Fixed(m) if m < 0 => return invalid(format!("negative discount {m}")),
+                    Amount::Percent(bp) if bp > 10_000 => {
+                        return invalid(format!("discount of {bp} basis points (over 100 %)"));
+                    }
+                    _ => {}
+                }
+                let texts = [
+                    Some(d.label.as_str()),
+                    d.code.as_deref(),
+                    d.limit.as_ref().map(|l| l.key.as_str()),
+                ];
+                if d.label.is_empty() || !texts.into_iter().flatten().all(text_ok) {
+                    return invalid(format!(
+                        "a label, code or limit key is empty or longer than {} bytes",
+                        limits.output_text_bytes
+                    ));
+                }
+            }
+        }
+        Output::Validation(violations) => {
+            for v in violations {
+                if v.line.is_some_and(|i| !line_ok(i)) {
+                    return invalid("violation for a line out of range".to_owned());
+                }
+                if v.code.is_empty()
+                    || !text_ok(&v.code)
+                    || v.message.len() > limits.output_text_bytes * 4
+                {
+                    return invalid(
+                        "a violation's code or message is empty or too long".to_owned(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(output)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A clock that always reads the request's time: plugins are deterministic.
+struct FixedClock(i64);
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.max(0) as u64)
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+    fn now(&self) -> u64 {
+        (self.0.max(0) as u64).saturating_mul(1_000_000)
+    }
+}
+
+/// "Randomness" that is all zeros: the same input always gives the same output.
+struct ZeroRng;
+
+impl wasi_rand_core::TryRng for ZeroRng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(0)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(0)
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        dst.fill(0);
+        Ok(())
+    }
+}
+
+// Deliberately predictable: plugins get no randomness, only determinism.
+impl wasi_rand_core::TryCryptoRng for ZeroRng {}
