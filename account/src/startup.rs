@@ -200,16 +200,25 @@ async fn ensure_admin(state: &AppState, email: &str, password: &str) -> anyhow::
         .filter(|c| c.is_ascii_alphanumeric())
         .take(24)
         .collect();
-    let username =
-        Username::parse(&format!("{local}-admin")).or_else(|_| Username::parse("admin"))?;
-    let new = NewUser {
-        name: Name::parse("Administrator")?,
-        username,
-        email,
-        password_hash: state.hasher.hash(&password).await?,
-        role: Role::Admin,
-    };
-    store::create(&state.db, new).await?;
+    let password_hash = state.hasher.hash(&password).await?;
+    // The natural username may be taken by a customer: then add a suffix.
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    for candidate in [format!("{local}-admin"), format!("admin-{}", &suffix[..8])] {
+        let new = NewUser {
+            name: Name::parse("Administrator")?,
+            username: Username::parse(&candidate).or_else(|_| Username::parse("admin"))?,
+            email: email.clone(),
+            password_hash: password_hash.clone(),
+            role: Role::Admin,
+        };
+        match store::create(&state.db, new).await {
+            Err(crate::error::Error::Conflict("username_taken", _)) => continue,
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
     tracing::info!("created the configured admin");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Users in the database. Every query here reads the same on PostgreSQL and
 //! SQLite, so each is written once and compiled for both with `with_db!`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use shopeezy_common::db::{Db, unique_violation};
 use shopeezy_common::outbox::Event;
@@ -147,7 +147,8 @@ fn conflict(e: sqlx::Error) -> Error {
 
 /// Registers a user and, in the same transaction, its `user.registered` event.
 pub async fn create(db: &Db, new: NewUser) -> Result<User> {
-    let now = Utc::now();
+    // PostgreSQL keeps microseconds: the answer must show what is stored.
+    let now = Utc::now().trunc_subsecs(6);
     let user = User {
         id: Uuid::now_v7(),
         name: new.name.as_str().to_owned(),

@@ -115,10 +115,15 @@ async fn login(
             ));
         }
     };
-    if let Some(retry_after) = state.revocation.login_retry_after(&login).await? {
+    let user = store::by_login(&state.db, &login).await?;
+    // Failures count per account, whether it is named by email or username;
+    // for an unknown user, per login text.
+    let throttle_key = user
+        .as_ref()
+        .map_or_else(|| format!("login:{login}"), |u| format!("user:{}", u.id));
+    if let Some(retry_after) = state.revocation.login_retry_after(&throttle_key).await? {
         return Err(Error::Throttled(retry_after));
     }
-    let user = store::by_login(&state.db, &login).await?;
     let ok = state
         .hasher
         .verify(
@@ -127,11 +132,11 @@ async fn login(
         )
         .await?;
     let Some(user) = user.filter(|_| ok) else {
-        state.revocation.login_failed(&login).await?;
+        state.revocation.login_failed(&throttle_key).await?;
         metrics::counter!("account_logins_total", "outcome" => "failed").increment(1);
         return Err(Error::InvalidCredentials);
     };
-    state.revocation.login_succeeded(&login).await?;
+    state.revocation.login_succeeded(&throttle_key).await?;
     let (access_token, claims) = state.keys.issue(&user)?;
     metrics::counter!("account_logins_total", "outcome" => "succeeded").increment(1);
     Ok(Json(TokenResponse {

@@ -1,0 +1,311 @@
+//! Registration, sign-in (and its throttling), sign-out, and the public keys.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    AUDIENCE, Backend, ISSUER, assert_problem, assert_token_refused, spawn_app, token_payload,
+    unix_now,
+};
+
+both_backends!(
+    register_login_me_logout,
+    emails_and_usernames_are_unique_in_any_case,
+    racing_registrations_of_one_email_make_one_user,
+    repeated_wrong_passwords_are_throttled,
+    an_unknown_user_gets_the_same_answer_as_a_wrong_password,
+    the_jwks_verifies_a_token_offline,
+);
+
+async fn register_login_me_logout(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+
+    // Ann registers: a customer, and nothing secret in the answer.
+    let response = app
+        .register(&json!({
+            "name": "Ann Smith",
+            "username": "Ann_S",
+            "email": "Ann@Example.com",
+            "password": "correct horse battery",
+        }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let ann: Value = response.json().await.unwrap();
+    let ann_id = ann["id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&ann_id).is_ok(), "{ann}");
+    assert_eq!(ann["name"], "Ann Smith");
+    assert_eq!(ann["username"], "ann_s");
+    assert_eq!(ann["email"], "ann@example.com");
+    assert_eq!(ann["role"], "customer");
+    assert!(ann["created_at"].is_string() && ann["updated_at"].is_string());
+    let members: Vec<&String> = ann.as_object().unwrap().keys().collect();
+    assert_eq!(
+        members,
+        [
+            "created_at",
+            "email",
+            "id",
+            "name",
+            "role",
+            "updated_at",
+            "username"
+        ],
+        "a user carries exactly these members, never a password or hash"
+    );
+
+    // She signs in by email (in another case) and by username.
+    let by_email = app
+        .login(&json!({"email": "ANN@example.COM", "password": "correct horse battery"}))
+        .await;
+    assert_eq!(by_email.status(), StatusCode::OK);
+    let by_email: Value = by_email.json().await.unwrap();
+    assert_eq!(by_email["token_type"], "Bearer");
+    assert_eq!(by_email["expires_in"], 3600);
+    assert_eq!(by_email["user"], ann);
+    let by_username = app
+        .login(&json!({"username": "ann_s", "password": "correct horse battery"}))
+        .await;
+    assert_eq!(by_username.status(), StatusCode::OK);
+    let by_username: Value = by_username.json().await.unwrap();
+    assert_eq!(by_username["user"]["id"], ann_id.as_str());
+    let token = by_email["access_token"].as_str().unwrap();
+    let other_token = by_username["access_token"].as_str().unwrap();
+    assert_ne!(token, other_token, "each sign-in gets its own token");
+
+    // The token shows her profile, and other services can check it.
+    assert_eq!(app.me_json(token).await, ann);
+    let valid = app
+        .validate_token(token)
+        .await
+        .expect("a fresh token is valid");
+    let claims = token_payload(token);
+    assert_eq!(valid.user_id, ann_id);
+    assert_eq!(valid.username, "ann_s");
+    assert_eq!(valid.email, "ann@example.com");
+    assert_eq!(valid.role, "customer");
+    assert_eq!(valid.token_id, claims["jti"].as_str().unwrap());
+    let expires_at = valid.expires_at.expect("expires_at is set");
+    assert_eq!(expires_at.seconds, claims["exp"].as_i64().unwrap());
+    let now = unix_now() as i64;
+    assert!(
+        (now + 3590..=now + 3600).contains(&expires_at.seconds),
+        "expires in an hour: {expires_at:?}, now {now}"
+    );
+
+    // She signs out: that token is refused everywhere, her other one is not.
+    let response = app.logout(token).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_token_refused(&app, token).await;
+    assert_eq!(app.me_json(other_token).await["id"], ann_id.as_str());
+    // Signing out twice is refused like any revoked token.
+    assert_problem(
+        app.logout(token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}
+
+async fn emails_and_usernames_are_unique_in_any_case(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let ann = app.register_user("ann").await;
+
+    let response = app
+        .register(&json!({
+            "name": "Another Ann",
+            "username": "ann2",
+            "email": "ANN@example.com",
+            "password": "another-password",
+        }))
+        .await;
+    let body = assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+    assert!(
+        body["type"].as_str().unwrap().contains("email-taken"),
+        "{body}"
+    );
+
+    let response = app
+        .register(&json!({
+            "name": "Another Ann",
+            "username": "ANN",
+            "email": "ann2@example.com",
+            "password": "another-password",
+        }))
+        .await;
+    assert_problem(response, StatusCode::CONFLICT, "username_taken").await;
+
+    // Neither attempt made a user, and Ann's password is still hers.
+    let admin = app.login_as_admin().await;
+    let emails: Vec<Value> = app
+        .all_users(&admin)
+        .await
+        .iter()
+        .map(|u| u["email"].clone())
+        .collect();
+    assert_eq!(
+        emails,
+        [json!(crate::helpers::ADMIN_EMAIL), json!(ann.email)]
+    );
+    app.login_as(&ann).await;
+}
+
+async fn racing_registrations_of_one_email_make_one_user(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let bodies: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({
+                "name": format!("Ann {i}"),
+                "username": format!("ann{i}"),
+                "email": if i % 2 == 0 { "ann@example.com" } else { "ANN@EXAMPLE.COM" },
+                "password": "ann-password-1",
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for response in futures::future::join_all(bodies.iter().map(|b| app.register(b))).await {
+        match response.status() {
+            StatusCode::CREATED => created += 1,
+            _ => {
+                assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+            }
+        }
+    }
+    assert_eq!(created, 1, "exactly one registration wins");
+    let admin = app.login_as_admin().await;
+    assert_eq!(app.all_users(&admin).await.len(), 2);
+}
+
+async fn repeated_wrong_passwords_are_throttled(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let ann = app.register_user("ann").await;
+    let bob = app.register_user("bob").await;
+
+    // Five wrong passwords for Ann's account, by email, by username, in any case.
+    let wrong = |attempt: u32| format!("wrong-{attempt}");
+    let attempts = [
+        json!({"email": ann.email, "password": wrong(1)}),
+        json!({"email": ann.email, "password": wrong(2)}),
+        json!({"email": ann.email.to_uppercase(), "password": wrong(3)}),
+        json!({"username": ann.username, "password": wrong(4)}),
+        json!({"username": ann.username.to_uppercase(), "password": wrong(5)}),
+    ];
+    for attempt in &attempts {
+        let response = app.login(attempt).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+
+    // The sixth attempt is refused even with the right password, however she
+    // names her account.
+    for login in [
+        json!({"email": ann.email, "password": ann.password}),
+        json!({"username": ann.username, "password": ann.password}),
+    ] {
+        let response = app.login(&login).await;
+        let retry_after: u64 = response
+            .headers()
+            .get("retry-after")
+            .unwrap_or_else(|| panic!("a Retry-After header for {login}"))
+            .to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After is a number of seconds");
+        assert!(
+            (1..=900).contains(&retry_after),
+            "Retry-After {retry_after}"
+        );
+        let body =
+            assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+        assert_eq!(body["retry_after"], retry_after, "{body}");
+    }
+
+    // Other accounts are not affected.
+    app.login_as(&bob).await;
+}
+
+async fn an_unknown_user_gets_the_same_answer_as_a_wrong_password(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let ann = app.register_user("ann").await;
+
+    let wrong_password = app
+        .login(&json!({"email": ann.email, "password": "not-her-password"}))
+        .await;
+    let wrong_password = assert_problem(
+        wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    let unknown_user = app
+        .login(&json!({"email": "nobody@example.com", "password": "not-her-password"}))
+        .await;
+    let unknown_user = assert_problem(
+        unknown_user,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    let unknown_username = app
+        .login(&json!({"username": "nobody", "password": "not-her-password"}))
+        .await;
+    let unknown_username = assert_problem(
+        unknown_username,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+
+    assert_eq!(unknown_user, wrong_password);
+    assert_eq!(unknown_username, wrong_password);
+}
+
+async fn the_jwks_verifies_a_token_offline(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let ann = app.register_user("ann").await;
+    let token = app.login_as(&ann).await;
+
+    let jwks = app.jwks().await;
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    let key = &keys[0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["crv"], "Ed25519");
+    assert_eq!(key["alg"], "EdDSA");
+    assert!(
+        key.get("d").is_none(),
+        "the private part is never published"
+    );
+
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, Algorithm::EdDSA);
+    assert_eq!(header.kid.as_deref(), key["kid"].as_str());
+
+    let decoding = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_issuer(&[ISSUER]);
+    let verified = jsonwebtoken::decode::<Value>(&token, &decoding, &validation)
+        .expect("the JWKS key verifies the token");
+    assert_eq!(verified.claims["sub"], ann.id.as_str());
+    assert_eq!(verified.claims["role"], "customer");
+
+    // The same key refuses a token signed by any other.
+    let forged = crate::helpers::sign_token(
+        &crate::helpers::new_signing_key_pem(),
+        header.kid.as_deref(),
+        &verified.claims,
+    );
+    assert!(jsonwebtoken::decode::<Value>(&forged, &decoding, &validation).is_err());
+}
