@@ -31,6 +31,17 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Seller => "seller",
+            Self::Admin => "admin",
+        }
+    }
+}
+
 /// A signed-in caller.
 #[derive(Debug, Clone)]
 pub struct Caller {

@@ -115,7 +115,7 @@ impl Checkout {
         for attempt_no in 1..=self.max_attempts {
             let result = match &self.db {
                 Db::Postgres(pool) => {
-                    let mut conn = AdvisoryLocked::acquire(pool, &product_ids(&cart)).await?;
+                    let mut conn = AdvisoryLocked::acquire(pool, &lock_keys(&cart)).await?;
                     let result =
                         attempt(self, conn.connection(), caller, key, &body_hash, request).await;
                     conn.release().await;
@@ -163,10 +163,13 @@ impl Checkout {
         stored.map(|s| s.answer(body_hash, cart_hash)).transpose()
     }
 
-    /// Waits for the in-process stripes of the cart's products, in stripe
-    /// order (so two carts can never wait for each other).
+    /// Waits for the in-process stripes of the cart's products and codes, in
+    /// stripe order (so two carts can never wait for each other).
     async fn queue_behind(&self, cart: &Cart) -> Vec<MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = cart.lines.iter().map(|l| stripe_of(l.product.id)).collect();
+        let mut stripes: Vec<usize> = lock_keys(cart)
+            .iter()
+            .map(|k| (k.unsigned_abs() % STRIPES as u64) as usize)
+            .collect();
         stripes.sort_unstable();
         stripes.dedup();
         let mut guards = Vec::with_capacity(stripes.len());
@@ -260,7 +263,22 @@ async fn attempt_in_tx<C: CheckoutTx>(
         order_count: tx.order_count(caller.id).await?,
     };
     let now = shopeezy_common::db::now();
-    let priced = checkout.pipeline.price(&cart, &customer, now)?;
+    let priced = checkout.pipeline.price(&cart, &customer, now).await?;
+    if let Some(failed) = priced.failed_plugin() {
+        return Err(Problem::unavailable(
+            "plugin_failed",
+            format!(
+                "plugin {} failed; checkout is closed until it works",
+                failed.name
+            ),
+        )
+        .with(
+            "plugin",
+            serde_json::json!({"id": failed.id, "name": failed.name, "version": failed.version}),
+        )
+        .with("reason", &failed.reason)
+        .into());
+    }
     if !priced.violations.is_empty() {
         return Err(Problem::unprocessable(
             "checkout_blocked",
@@ -279,7 +297,33 @@ async fn attempt_in_tx<C: CheckoutTx>(
         .into());
     }
 
-    // 4. Take the stock, line by line in product order, only where enough is left.
+    // 4. Take one use of each limited discount, only where its caps allow.
+    let customer_key = caller.id.to_string();
+    let mut uses = Vec::new();
+    for claim in priced.claims() {
+        let mut counters = Vec::new();
+        if let Some(cap) = claim.total {
+            counters.push((crate::store::usage::TOTAL, cap));
+        }
+        if let Some(cap) = claim.per_customer {
+            counters.push((customer_key.as_str(), cap));
+        }
+        for (who, cap) in counters {
+            if !tx.take_use(claim.plugin_id, &claim.key, who, cap).await? {
+                let label = priced.adjustment_label(claim);
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "promotion_unavailable",
+                    format!("{label} has reached its usage limit"),
+                )
+                .with("label", label)
+                .into());
+            }
+            uses.push((claim.plugin_id, claim.key.clone(), who.to_owned()));
+        }
+    }
+
+    // 5. Take the stock, line by line in product order, only where enough is left.
     for line in &cart.lines {
         if !tx.take_stock(line.product.id, line.quantity).await? {
             // The snapshot said there was enough: another checkout got there
@@ -288,10 +332,13 @@ async fn attempt_in_tx<C: CheckoutTx>(
         }
     }
 
-    // 5. The order, its lines, the idempotency record and the event; empty the cart.
+    // 6. The order, its lines and uses, the idempotency record and the event; empty the cart.
     let order = order_from(caller.id, priced, now);
     let body = serde_json::to_value(&order).map_err(|e| Error::Internal(e.into()))?;
     tx.insert_order(&order).await?;
+    for (plugin_id, key, who) in &uses {
+        tx.record_use(order.id, *plugin_id, key, who).await?;
+    }
     tx.insert_idempotency(caller.id, key, body_hash, &cart_hash, order.id, &body)
         .await?;
     tx.insert_event(&status_event(&order)).await?;
@@ -339,14 +386,25 @@ fn retryable(e: &Error) -> bool {
     }
 }
 
-fn product_ids(cart: &Cart) -> Vec<Uuid> {
-    cart.lines.iter().map(|l| l.product.id).collect()
-}
-
-fn stripe_of(id: Uuid) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut h);
-    (h.finish() % STRIPES as u64) as usize
+/// What a checkout of `cart` contends on: its products' stock and its
+/// codes' usage counters, as lock keys in Shopeezy's own key space.
+fn lock_keys(cart: &Cart) -> Vec<i64> {
+    let key = |v: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+        // A fixed hasher: every replica must derive the same key.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        "shopeezy-checkout".hash(&mut h);
+        v(&mut h);
+        h.finish() as i64
+    };
+    let mut keys: Vec<i64> = cart
+        .lines
+        .iter()
+        .map(|l| key(&|h| l.product.id.hash(h)))
+        .collect();
+    keys.extend(cart.codes.iter().map(|c| key(&|h| c.hash(h))));
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
@@ -412,10 +470,7 @@ struct AdvisoryLocked {
 }
 
 impl AdvisoryLocked {
-    async fn acquire(pool: &sqlx::PgPool, products: &[Uuid]) -> Result<Self> {
-        let mut keys: Vec<i64> = products.iter().map(|id| advisory_key(*id)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+    async fn acquire(pool: &sqlx::PgPool, keys: &[i64]) -> Result<Self> {
         let mut this = Self {
             conn: pool.acquire().await?,
             released: false,
@@ -451,15 +506,6 @@ impl Drop for AdvisoryLocked {
             self.conn.close_on_drop();
         }
     }
-}
-
-/// The advisory-lock key of a product.
-fn advisory_key(id: Uuid) -> i64 {
-    let bytes = id.as_bytes();
-    let mut low = [0u8; 8];
-    low.copy_from_slice(&bytes[8..16]);
-    // Shopeezy's checkout locks live in their own key space (the high bit pattern).
-    i64::from_be_bytes(low) ^ 0x5348_4F50_455A_5A59
 }
 
 /// The statements of a checkout, on either backend's connection.
@@ -499,6 +545,22 @@ pub trait CheckoutTx: Send {
     fn insert_event(
         &mut self,
         event: &shopeezy_common::outbox::Event,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Takes one use of a counter if it is below `cap`.
+    fn take_use(
+        &mut self,
+        plugin_id: Uuid,
+        key: &str,
+        who: &str,
+        cap: u32,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Records that the order took a use, so cancelling gives it back.
+    fn record_use(
+        &mut self,
+        order_id: Uuid,
+        plugin_id: Uuid,
+        key: &str,
+        who: &str,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Empties the cart: lines and codes.
     fn clear_cart(&mut self, user_id: Uuid) -> impl Future<Output = Result<()>> + Send;
@@ -595,6 +657,36 @@ macro_rules! checkout_statements {
 
             async fn insert_event(&mut self, event: &shopeezy_common::outbox::Event) -> Result<()> {
                 insert_event!(&mut *self, event)?;
+                Ok(())
+            }
+
+            async fn take_use(&mut self, plugin_id: Uuid, key: &str, who: &str, cap: u32) -> Result<bool> {
+                if cap == 0 {
+                    return Ok(false);
+                }
+                let done = sqlx::query(
+                    "INSERT INTO promotion_usage (plugin_id, limit_key, customer_key, uses) VALUES ($1, $2, $3, 1)
+                     ON CONFLICT (plugin_id, limit_key, customer_key)
+                     DO UPDATE SET uses = promotion_usage.uses + 1 WHERE promotion_usage.uses < $4",
+                )
+                .bind(plugin_id)
+                .bind(key)
+                .bind(who)
+                .bind(i64::from(cap))
+                .execute(&mut *self)
+                .await?
+                .rows_affected();
+                Ok(done == 1)
+            }
+
+            async fn record_use(&mut self, order_id: Uuid, plugin_id: Uuid, key: &str, who: &str) -> Result<()> {
+                sqlx::query("INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) VALUES ($1, $2, $3, $4)")
+                    .bind(order_id)
+                    .bind(plugin_id)
+                    .bind(key)
+                    .bind(who)
+                    .execute(&mut *self)
+                    .await?;
                 Ok(())
             }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::plugins::limits::Limits;
+
 /// The host service: catalog, carts, checkout, orders, plugins and events.
 ///
 /// Every setting is an environment variable (shown in brackets) or a flag.
@@ -51,12 +53,49 @@ pub struct Config {
     /// deadlock (PostgreSQL) before it answers 503.
     #[arg(long, env = "SHOPEEZY_CHECKOUT_MAX_ATTEMPTS", default_value_t = 12)]
     pub checkout_max_attempts: u32,
+
+    /// How often this replica checks for plugin changes, in ms (a change is in
+    /// force on every replica within about this long).
+    #[arg(long, env = "SHOPEEZY_PLUGIN_POLL_MS", default_value_t = 250)]
+    pub plugin_poll_ms: u64,
+
+    /// Plugin fuel (≈ wasm instructions) per call on an empty cart.
+    #[arg(long, env = "SHOPEEZY_PLUGIN_FUEL", default_value_t = Limits::default().fuel_base)]
+    pub plugin_fuel: u64,
+
+    /// Extra plugin fuel per cart line.
+    #[arg(long, env = "SHOPEEZY_PLUGIN_FUEL_PER_LINE", default_value_t = Limits::default().fuel_per_line)]
+    pub plugin_fuel_per_line: u64,
+
+    /// Plugin wall time per call on an empty cart, in ms (plus 0.5 ms per line).
+    #[arg(long, env = "SHOPEEZY_PLUGIN_TIME_MS", default_value_t = Limits::default().time_base_ms)]
+    pub plugin_time_ms: u64,
+
+    /// Largest linear memory of a plugin call, in MiB.
+    #[arg(long, env = "SHOPEEZY_PLUGIN_MEMORY_MIB", default_value_t = Limits::default().memory_bytes >> 20)]
+    pub plugin_memory_mib: usize,
+
+    /// Largest plugin component upload, in KiB.
+    #[arg(long, env = "SHOPEEZY_PLUGIN_MAX_KIB", default_value_t = Limits::default().module_bytes >> 10)]
+    pub plugin_max_kib: usize,
 }
 
 impl Config {
     /// The defaults, as if no variable were set (tests start from this).
     pub fn defaults() -> Self {
         Self::parse_from(["shopeezy-host"])
+    }
+
+    /// The limits of every plugin call.
+    pub fn plugin_limits(&self) -> Limits {
+        Limits {
+            fuel_base: self.plugin_fuel,
+            fuel_per_line: self.plugin_fuel_per_line,
+            time_base_ms: self.plugin_time_ms,
+            memory_bytes: self.plugin_memory_mib << 20,
+            module_bytes: self.plugin_max_kib << 10,
+            ..Limits::default()
+        }
     }
 
     /// The token-check timeout.

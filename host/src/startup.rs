@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shopeezy_common::db::{Db, Migrations};
 use shopeezy_common::ops::{self, Check, Readiness};
@@ -14,6 +15,8 @@ use tokio::net::TcpListener;
 use crate::auth::AuthClient;
 use crate::checkout::Checkout;
 use crate::config::Config;
+use crate::plugins::registry::Registry;
+use crate::plugins::runtime::Runtime;
 use crate::pricing::Pipeline;
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/postgres");
@@ -54,7 +57,9 @@ impl Application {
         )
         .await?;
         let auth = AuthClient::new(&config.auth_grpc_url, config.auth_timeout())?;
-        let pipeline = Pipeline::default();
+        let runtime = Runtime::new(config.plugin_limits())?;
+        let registry = Registry::load(db.clone(), runtime).await?;
+        let pipeline = Pipeline::new(registry);
         let checkout = Checkout::new(db.clone(), pipeline.clone(), config.checkout_max_attempts);
         let state = AppState {
             db,
@@ -64,10 +69,13 @@ impl Application {
         };
         let http = TcpListener::bind(config.http_addr).await?;
         tracing::info!(http = %http.local_addr()?, database = state.db.backend(), "host ready");
+        let shutdown = Shutdown::new();
+        let poll = Duration::from_millis(config.plugin_poll_ms.max(10));
+        state.pipeline.registry().watch(poll, shutdown.wait());
         Ok(Self {
             http,
             state,
-            shutdown: Shutdown::new(),
+            shutdown,
         })
     }
 

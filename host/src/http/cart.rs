@@ -35,7 +35,14 @@ pub async fn priced(state: &AppState, caller: &Caller) -> Result<PricedCart> {
         role: caller.role,
         order_count,
     };
-    state.pipeline.price(&cart, &customer, Utc::now())
+    let priced = state.pipeline.price(&cart, &customer, Utc::now()).await?;
+    // Show what checkout would charge: a discount whose limit is used up is gone.
+    let exhausted = crate::store::usage::exhausted(&state.db, &priced, caller.id).await?;
+    if exhausted.is_empty() {
+        Ok(priced)
+    } else {
+        priced.without(&exhausted)
+    }
 }
 
 /// The cart, priced: lines, codes, adjustments, totals and violations.

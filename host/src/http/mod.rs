@@ -9,11 +9,12 @@ use crate::startup::AppState;
 pub mod cart;
 pub mod checkout;
 pub mod orders;
+pub mod plugins;
 pub mod products;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Shopeezy host", description = "Catalog, carts, checkout and orders."),
+    info(title = "Shopeezy host", description = "Catalog, carts, checkout, orders and plugins."),
     components(schemas(shopeezy_common::Problem)),
     modifiers(&BearerAuth),
 )]
@@ -44,6 +45,9 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(cart::router())
         .merge(checkout::router())
         .merge(orders::router())
+        .merge(plugins::router(
+            state.pipeline.registry().runtime().limits.module_bytes,
+        ))
         .split_for_parts();
     (router.with_state(state), openapi)
 }

@@ -1,5 +1,7 @@
 //! Merchant plugins: the wasmtime runtime, its limits, and the registry of
 //! installed plugins.
 
+pub mod io;
 pub mod limits;
+pub mod registry;
 pub mod runtime;

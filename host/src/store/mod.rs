@@ -5,6 +5,7 @@
 pub mod carts;
 pub mod orders;
 pub mod products;
+pub mod usage;
 
 use shopeezy_common::db::unique_violation;
 

@@ -250,6 +250,24 @@ pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
                     .await?;
             }
         }
+        if next == Status::Cancelled {
+            // Give back the uses of limited discounts the order took.
+            let uses: Vec<(Uuid, String, String)> = sqlx::query_as(
+                "SELECT plugin_id, limit_key, customer_key FROM order_promotion_usage WHERE order_id = $1",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (plugin_id, key, who) in uses {
+                sqlx::query("UPDATE promotion_usage SET uses = uses - 1 WHERE plugin_id = $1 AND limit_key = $2 AND customer_key = $3 AND uses > 0")
+                    .bind(plugin_id)
+                    .bind(key)
+                    .bind(who)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM order_promotion_usage WHERE order_id = $1").bind(id).execute(&mut *tx).await?;
+        }
         insert_event!(&mut *tx, &event)?;
         tx.commit().await?;
     });

@@ -1,0 +1,375 @@
+//! Plugins: sellers and admins install WebAssembly components that change
+//! prices, add promotions and validate carts. A seller's plugins are its own
+//! (another seller gets 404); an admin's are platform-wide, and an admin sees
+//! and manages every plugin.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use shopeezy_common::Problem;
+use shopeezy_common::extract::{Json, Path, Query};
+use shopeezy_common::page::{Page, PageQuery};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Caller, Merchant};
+use crate::error::{Error, Result};
+use crate::plugins::io::{Report, SampleCart};
+use crate::plugins::registry::{FailurePolicy, MAX_CONFIG_BYTES, NewPlugin, Plugin, Settings};
+use crate::plugins::runtime::Hook;
+use crate::startup::AppState;
+
+/// The routes of this module; uploads may be as large as `module_bytes`
+/// (and a little more, so an oversized component gets its reason, not 413).
+pub fn router(module_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_plugins, install))
+        .routes(routes!(get_plugin, update_plugin, delete_plugin))
+        .routes(routes!(replace_component))
+        .routes(routes!(dry_run))
+        .layer(DefaultBodyLimit::max(
+            module_bytes.saturating_mul(2).max(1 << 20),
+        ))
+}
+
+/// A plugin's manifest.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// 1–64 characters of a-z, 0-9, `-`, `_`; unique within its scope.
+    name: String,
+    /// `pricing`, `promotion` or `validation`.
+    hook: Hook,
+    /// Lower runs first (default 100; -10000 to 10000).
+    priority: Option<i32>,
+    /// `closed` (default) or `open`.
+    failure_policy: Option<FailurePolicy>,
+    /// The merchant config given to the plugin (any JSON, at most 64 KiB).
+    #[schema(value_type = Option<Object>)]
+    config: Option<serde_json::Value>,
+}
+
+fn parse_name(raw: &str) -> Result<String> {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_');
+    if raw.is_empty() || raw.len() > 64 || !raw.chars().all(ok) {
+        return Err(Error::invalid(
+            "name",
+            "must be 1 to 64 characters of a-z, 0-9, '-' or '_'",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_priority(raw: i32) -> Result<i32> {
+    if !(-10_000..=10_000).contains(&raw) {
+        return Err(Error::invalid(
+            "priority",
+            "must be between -10000 and 10000",
+        ));
+    }
+    Ok(raw)
+}
+
+fn parse_config(raw: serde_json::Value) -> Result<serde_json::Value> {
+    if raw.to_string().len() > MAX_CONFIG_BYTES {
+        return Err(Error::invalid(
+            "config",
+            format!("must be at most {MAX_CONFIG_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(raw)
+}
+
+fn invalid_component(reason: String) -> Error {
+    Problem::unprocessable(
+        "invalid_component",
+        format!("the component was refused: {reason}"),
+    )
+    .with("reason", reason)
+    .into()
+}
+
+fn multipart_problem(e: axum::extract::multipart::MultipartError) -> Error {
+    shopeezy_common::extract::body_problem(e.status(), e.body_text()).into()
+}
+
+/// Reads the `manifest` and `component` parts of an upload.
+async fn read_upload(mut form: Multipart) -> Result<(Manifest, Vec<u8>)> {
+    let (mut manifest, mut component) = (None, None);
+    while let Some(field) = form.next_field().await.map_err(multipart_problem)? {
+        match field.name() {
+            Some("manifest") => {
+                let bytes = field.bytes().await.map_err(multipart_problem)?;
+                manifest = Some(serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
+                    Error::from(Problem::unprocessable(
+                        "invalid_manifest",
+                        format!("the manifest is not valid: {e}"),
+                    ))
+                })?);
+            }
+            Some("component") => {
+                component = Some(field.bytes().await.map_err(multipart_problem)?.to_vec())
+            }
+            other => {
+                let name = other.unwrap_or("(unnamed)");
+                return Err(Problem::unprocessable(
+                    "invalid_body",
+                    format!("unknown part {name}; send `manifest` and `component`"),
+                )
+                .into());
+            }
+        }
+    }
+    match (manifest, component) {
+        (Some(m), Some(c)) => Ok((m, c)),
+        _ => Err(Problem::unprocessable(
+            "invalid_body",
+            "send a multipart body with a `manifest` part and a `component` part",
+        )
+        .into()),
+    }
+}
+
+/// Installs a plugin: a seller's runs on that seller's lines, an admin's on
+/// the whole cart. The component is compiled and checked against the hook's
+/// world now: anything else is 422 `invalid_component` with the reason.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "`manifest`: JSON `{name, hook, priority?, failure_policy?, config?}`; `component`: the .wasm"),
+    responses(
+        (status = 201, body = Plugin),
+        (status = 403, body = shopeezy_common::Problem),
+        (status = 409, body = shopeezy_common::Problem, description = "`plugin_name_taken`"),
+        (status = 422, body = shopeezy_common::Problem, description = "`invalid_component` with `reason`, `invalid_manifest`"),
+    ))]
+async fn install(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    form: Multipart,
+) -> Result<impl IntoResponse> {
+    let (manifest, bytes) = read_upload(form).await?;
+    let new = NewPlugin {
+        name: parse_name(&manifest.name)?,
+        hook: manifest.hook,
+        seller_id: (!caller.is_admin()).then_some(caller.id),
+        priority: parse_priority(manifest.priority.unwrap_or(100))?,
+        failure_policy: manifest.failure_policy.unwrap_or_default(),
+        config: parse_config(manifest.config.unwrap_or_else(|| serde_json::json!({})))?,
+    };
+    let registry = state.pipeline.registry();
+    let (_, sha) = registry
+        .compile(new.hook, bytes.clone())
+        .await
+        .map_err(invalid_component)?;
+    let plugin = registry.install(new, &bytes, &sha).await?;
+    tracing::info!(plugin = %plugin.name, id = %plugin.id, by = %caller.id, "plugin installed");
+    let location = format!("/v1/plugins/{}", plugin.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(plugin),
+    ))
+}
+
+/// The plugin if the caller may manage it: its seller, or an admin. Anyone
+/// else gets 404, as if it did not exist.
+async fn managed(state: &AppState, caller: &Caller, id: Uuid) -> Result<Plugin> {
+    match state.pipeline.registry().get(id).await? {
+        Some(p) if caller.is_admin() || p.seller() == Some(caller.id) => Ok(p),
+        _ => Err(Error::not_found("plugin")),
+    }
+}
+
+/// Paging of the plugin list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size (1–100, default 20).
+    limit: Option<u32>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// The caller's plugins (an admin: all of them).
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = Page<Plugin>), (status = 403, body = shopeezy_common::Problem)))]
+async fn list_plugins(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page<Plugin>>> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = page.limit()?;
+    let after: Option<Uuid> = page.cursor()?;
+    let seller = (!caller.is_admin()).then_some(caller.id);
+    let rows = state
+        .pipeline
+        .registry()
+        .list(seller, after, limit + 1)
+        .await?;
+    Ok(Json(Page::from_rows(rows, limit, |p: &Plugin| p.id)))
+}
+
+/// One plugin.
+#[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
+    responses((status = 200, body = Plugin), (status = 404, body = shopeezy_common::Problem)))]
+async fn get_plugin(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Plugin>> {
+    Ok(Json(managed(&state, &caller, id).await?))
+}
+
+/// Setting changes; absent members are kept.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePlugin {
+    enabled: Option<bool>,
+    priority: Option<i32>,
+    failure_policy: Option<FailurePolicy>,
+    #[schema(value_type = Option<Object>)]
+    config: Option<serde_json::Value>,
+}
+
+/// Changes a plugin's settings; in force for the next request on every replica.
+#[utoipa::path(patch, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])), request_body = UpdatePlugin,
+    responses((status = 200, body = Plugin), (status = 404, body = shopeezy_common::Problem)))]
+async fn update_plugin(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdatePlugin>,
+) -> Result<Json<Plugin>> {
+    let settings = Settings {
+        enabled: body.enabled,
+        priority: body.priority.map(parse_priority).transpose()?,
+        failure_policy: body.failure_policy,
+        config: body.config.map(parse_config).transpose()?,
+    };
+    managed(&state, &caller, id).await?;
+    Ok(Json(
+        state
+            .pipeline
+            .registry()
+            .update(id, settings)
+            .await?
+            .ok_or_else(|| Error::not_found("plugin"))?,
+    ))
+}
+
+/// Uploads a new version (the raw `.wasm` as the body, or a multipart
+/// `component` part); swapped in atomically.
+#[utoipa::path(put, path = "/v1/plugins/{id}/component", tag = "plugins", security(("bearer" = [])),
+    request_body(content_type = "application/wasm", description = "the component"),
+    responses(
+        (status = 200, body = Plugin),
+        (status = 404, body = shopeezy_common::Problem),
+        (status = 422, body = shopeezy_common::Problem, description = "`invalid_component` with `reason`"),
+    ))]
+async fn replace_component(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    Path(id): Path<Uuid>,
+    request: Request,
+) -> Result<Json<Plugin>> {
+    let plugin = managed(&state, &caller, id).await?;
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    let bytes = if multipart {
+        let mut form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| Error::from(Problem::bad_request("invalid_body", e.body_text())))?;
+        let mut found = None;
+        while let Some(field) = form.next_field().await.map_err(multipart_problem)? {
+            if field.name() == Some("component") {
+                found = Some(field.bytes().await.map_err(multipart_problem)?.to_vec());
+            }
+        }
+        found.ok_or_else(|| {
+            Error::from(Problem::unprocessable(
+                "invalid_body",
+                "send a `component` part",
+            ))
+        })?
+    } else {
+        let body = Bytes::from_request(request, &state).await.map_err(|e| {
+            Error::from(shopeezy_common::extract::body_problem(
+                e.status(),
+                e.body_text(),
+            ))
+        })?;
+        body.to_vec()
+    };
+    let registry = state.pipeline.registry();
+    let (_, sha) = registry
+        .compile(plugin.hook, bytes.clone())
+        .await
+        .map_err(invalid_component)?;
+    let updated = registry
+        .replace_component(id, &bytes, &sha)
+        .await?
+        .ok_or_else(|| Error::not_found("plugin"))?;
+    tracing::info!(plugin = %updated.name, version = updated.version, "plugin component replaced");
+    Ok(Json(updated))
+}
+
+/// Uninstalls a plugin.
+#[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = shopeezy_common::Problem)))]
+async fn delete_plugin(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    managed(&state, &caller, id).await?;
+    if !state.pipeline.registry().delete(id).await? {
+        return Err(Error::not_found("plugin"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A dry run's input.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DryRun {
+    /// The sample cart, shaped like the plugin's input.
+    cart: SampleCart,
+}
+
+/// Runs the plugin once on a sample cart, exactly as checkout would (same
+/// limits): its output or failure, fuel, time, peak memory and logs.
+#[utoipa::path(post, path = "/v1/plugins/{id}/dry-run", tag = "plugins", security(("bearer" = [])), request_body = DryRun,
+    responses((status = 200, body = Report), (status = 404, body = shopeezy_common::Problem)))]
+async fn dry_run(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    Path(id): Path<Uuid>,
+    Json(body): Json<DryRun>,
+) -> Result<Json<Report>> {
+    let plugin = managed(&state, &caller, id).await?;
+    let registry = state.pipeline.registry().clone();
+    let compiled = registry.compiled(&plugin).await?;
+    let input = body.cart.to_input(
+        &plugin.config.to_string(),
+        chrono::Utc::now().timestamp_millis(),
+    );
+    let report = tokio::task::spawn_blocking(move || {
+        let runtime = registry.runtime();
+        Report::new(
+            runtime.call(&compiled, &input),
+            runtime.limits.fuel(input.lines.len()),
+        )
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?;
+    Ok(Json(report))
+}
