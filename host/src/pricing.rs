@@ -380,7 +380,9 @@ impl Run<'_> {
             Output::Promotion(discounts) => {
                 let mut line_adds: Vec<(usize, Adjustment)> = Vec::new();
                 let mut order_adds: Vec<Adjustment> = Vec::new();
-                let scope_total: i64 = scope.iter().map(|&i| items[i].line_total).sum();
+                // What an order discount applies to: the scope's lines before any
+                // discount. Stacking with earlier discounts is clamped below.
+                let scope_total: i64 = scope.iter().map(|&i| items[i].unit_price.saturating_mul(items[i].quantity)).sum();
                 for d in discounts {
                     if let Some(code) = &d.code
                         && !self.cart.codes.iter().any(|c| c.eq_ignore_ascii_case(code))

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod plugins;
+mod runner;
 mod seed;
 
 #[derive(Parser)]
@@ -35,6 +37,13 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
+    /// Build the plugin components (plugins/, for wasm32-wasip2).
+    Plugins,
+    /// Work with one plugin component locally.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCmd,
+    },
     /// Run every test (CI=true: PostgreSQL, Redis and RabbitMQ are required).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -43,11 +52,34 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Run a component on a sample cart as the server would (same runtime,
+    /// same limits) and print its output, fuel, time, memory and logs.
+    Run {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// `pricing`, `promotion` or `validation`.
+        #[arg(long)]
+        hook: String,
+        /// The sample cart (JSON, as for `POST /v1/plugins/{id}/dry-run`'s `cart`).
+        #[arg(long)]
+        input: PathBuf,
+        /// The merchant config (JSON text); default `{}` or the input's own.
+        #[arg(long)]
+        config: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Run { release } => run(release),
         Cmd::Test { args } => test(&args),
+        Cmd::Plugins => plugins::build(true).map(|dir| println!("plugins built into {}", dir.display())),
+        Cmd::Plugin { command: PluginCmd::Run { component, hook, input, config } } => {
+            runner::run(&component, &hook, &input, config.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -233,6 +265,7 @@ fn run(release: bool) -> Result<()> {
         build.arg("--release");
     }
     status(&mut build)?;
+    let plugins_dir = plugins::build(true)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -249,7 +282,8 @@ fn run(release: bool) -> Result<()> {
     let host = env_or_default("SHOPEEZY_HOST_HTTP_ADDR");
     wait_ready(&host, &stop, &mut children)?;
     let products = seed::demo_store(&account, &host).context("seeding the demo store")?;
-    print_banner(products);
+    let installed = seed::demo_plugins(&account, &host, &plugins_dir).context("installing the example plugins")?;
+    print_banner(products, installed);
 
     while !stop.load(Ordering::SeqCst) {
         if let Some(name) = children.exited()? {
@@ -360,7 +394,7 @@ fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     Ok((code, body))
 }
 
-fn print_banner(products: usize) {
+fn print_banner(products: usize, plugins: usize) {
     let host = env_or_default("SHOPEEZY_HOST_HTTP_ADDR");
     let account = env_or_default("SHOPEEZY_ACCOUNT_HTTP_ADDR");
     let grpc = env_or_default("SHOPEEZY_ACCOUNT_GRPC_ADDR");
@@ -373,7 +407,8 @@ Shopeezy is running on its embedded defaults (SQLite in ./data, in-process revoc
 \n  account REST   http://{account}   (API reference: http://{account}/docs)\
 \n  account gRPC   {grpc}   (shopeezy.auth.v1.AuthService, reflection on)\
 \n  demo admin     {email} / {password}\
-\n  demo store     {products} products from two sellers (acme@shopeezy.local, globex@shopeezy.local; password shopeezy-seller)\n\
+\n  demo store     {products} products from two sellers (acme@shopeezy.local, globex@shopeezy.local; password shopeezy-seller)\
+\n  plugins        {plugins} example plugins installed (try the code SAVE10 on a cart over $50)\n\
 \nTry it:\n\
 \x20 curl -s 'http://{host}/v1/products?q=mug'\n\
 \x20 curl -s http://{account}/v1/auth/login -H 'content-type: application/json' \\\n\

@@ -243,3 +243,58 @@ fn send(
         Err(e) => Err(e.into()),
     }
 }
+
+/// The example plugins of the demo store: (installer, component, manifest).
+fn demo_plugin_set() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("admin", "attribute-sale", json!({"name": "attribute-sale", "hook": "promotion", "priority": 10,
+            "config": {"attribute": "sale_percent", "label": "Sale {percent}%", "max_percent": 50}})),
+        ("admin", "promo-codes", json!({"name": "promo-codes", "hook": "promotion", "priority": 20,
+            "config": {"codes": [
+                {"code": "SAVE10", "percent": 1000, "min_subtotal": 5000, "limit": {"total": 100, "per_customer": 1}},
+                {"code": "FIVEOFF", "fixed": 500},
+                {"code": "B2G1", "buy": 2, "get": 1, "tag": "coffee"}
+            ]}})),
+        ("admin", "purchase-limits", json!({"name": "purchase-limits", "hook": "validation",
+            "config": {"max_per_product": 10, "max_per_order": 40, "blocked_tags": ["restricted"]}})),
+        ("globex", "volume-pricing", json!({"name": "coffee-volume", "hook": "pricing",
+            "config": {"tiers": [{"min_quantity": 3, "percent_off": 5}, {"min_quantity": 6, "percent_off": 10}], "tags": ["coffee"]}})),
+    ]
+}
+
+/// Installs the example plugins on the demo store (a plugin already
+/// installed is left as it is); how many are installed.
+pub fn demo_plugins(account: &str, host: &str, dir: &std::path::Path) -> Result<usize> {
+    let admin = login(account, &super::env_or_default("SHOPEEZY_ADMIN_EMAIL"), &super::env_or_default("SHOPEEZY_ADMIN_PASSWORD"))?;
+    let globex = login(account, "globex@shopeezy.local", SELLER_PASSWORD)?;
+    let mut count = 0;
+    for (who, crate_name, manifest) in demo_plugin_set() {
+        let token = if who == "admin" { &admin } else { &globex };
+        let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
+        let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let (code, body) = upload(host, token, &manifest, &wasm)?;
+        if !matches!(code, 201 | 409) {
+            bail!("installing {crate_name}: {code} {body}");
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// `POST /v1/plugins` as multipart: the manifest and the component.
+fn upload(host: &str, token: &str, manifest: &Value, wasm: &[u8]) -> Result<(u16, Value)> {
+    let boundary = "shopeezy-demo-boundary-7c1f";
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"manifest\"\r\nContent-Type: application/json\r\n\r\n{manifest}\r\n").as_bytes());
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"plugin.wasm\"\r\nContent-Type: application/wasm\r\n\r\n").as_bytes());
+    body.extend_from_slice(wasm);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let request = ureq::post(&format!("http://{host}/v1/plugins"))
+        .set("authorization", &format!("Bearer {token}"))
+        .set("content-type", &format!("multipart/form-data; boundary={boundary}"));
+    match request.send_bytes(&body) {
+        Ok(response) => Ok((response.status(), response.into_json().unwrap_or(Value::Null))),
+        Err(ureq::Error::Status(code, response)) => Ok((code, response.into_json().unwrap_or(Value::Null))),
+        Err(e) => Err(e.into()),
+    }
+}
