@@ -76,10 +76,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Run { release } => run(release),
         Cmd::Test { args } => test(&args),
-        Cmd::Plugins => plugins::build(true).map(|dir| println!("plugins built into {}", dir.display())),
-        Cmd::Plugin { command: PluginCmd::Run { component, hook, input, config } } => {
-            runner::run(&component, &hook, &input, config.as_deref())
+        Cmd::Plugins => {
+            plugins::build(true).map(|dir| println!("plugins built into {}", dir.display()))
         }
+        Cmd::Plugin {
+            command:
+                PluginCmd::Run {
+                    component,
+                    hook,
+                    input,
+                    config,
+                },
+        } => runner::run(&component, &hook, &input, config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -282,7 +290,8 @@ fn run(release: bool) -> Result<()> {
     let host = env_or_default("SHOPEEZY_HOST_HTTP_ADDR");
     wait_ready(&host, &stop, &mut children)?;
     let products = seed::demo_store(&account, &host).context("seeding the demo store")?;
-    let installed = seed::demo_plugins(&account, &host, &plugins_dir).context("installing the example plugins")?;
+    let installed = seed::demo_plugins(&account, &host, &plugins_dir)
+        .context("installing the example plugins")?;
     print_banner(products, installed);
 
     while !stop.load(Ordering::SeqCst) {

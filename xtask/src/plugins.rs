@@ -28,17 +28,25 @@ pub fn build(release: bool) -> Result<PathBuf> {
     // `cargo xtask` runs under the root workspace's cargo: its target
     // directory must not leak into this workspace's build, and the plain
     // `cargo` proxy picks the toolchain from the root's rust-toolchain.toml.
-    cargo.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET_DIR");
+    cargo
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR");
     let status = cargo
         .status()
         .with_context(|| format!("running cargo build in {}", dir.display()))?;
     if !status.success() {
-        bail!("building the plugins in {} failed ({status})", dir.display());
+        bail!(
+            "building the plugins in {} failed ({status})",
+            dir.display()
+        );
     }
 
     let out = output_dir(release);
     if !out.is_dir() {
-        bail!("the plugin build succeeded but {} is missing", out.display());
+        bail!(
+            "the plugin build succeeded but {} is missing",
+            out.display()
+        );
     }
     Ok(out)
 }

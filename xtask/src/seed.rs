@@ -8,17 +8,20 @@ use serde_json::{Value, json};
 /// The sellers' password.
 pub const SELLER_PASSWORD: &str = "shopeezy-seller";
 
+/// A demo product: SKU, name, price, stock, tags, attributes.
+type DemoProduct = (
+    &'static str,
+    &'static str,
+    i64,
+    i64,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
 struct Seller {
     username: &'static str,
     name: &'static str,
-    products: &'static [(
-        &'static str,
-        &'static str,
-        i64,
-        i64,
-        &'static [&'static str],
-        &'static [(&'static str, &'static str)],
-    )],
+    products: &'static [DemoProduct],
 }
 
 const SELLERS: &[Seller] = &[
@@ -247,25 +250,45 @@ fn send(
 /// The example plugins of the demo store: (installer, component, manifest).
 fn demo_plugin_set() -> Vec<(&'static str, &'static str, Value)> {
     vec![
-        ("admin", "attribute-sale", json!({"name": "attribute-sale", "hook": "promotion", "priority": 10,
-            "config": {"attribute": "sale_percent", "label": "Sale {percent}%", "max_percent": 50}})),
-        ("admin", "promo-codes", json!({"name": "promo-codes", "hook": "promotion", "priority": 20,
+        (
+            "admin",
+            "attribute-sale",
+            json!({"name": "attribute-sale", "hook": "promotion", "priority": 10,
+            "config": {"attribute": "sale_percent", "label": "Sale {percent}%", "max_percent": 50}}),
+        ),
+        (
+            "admin",
+            "promo-codes",
+            json!({"name": "promo-codes", "hook": "promotion", "priority": 20,
             "config": {"codes": [
                 {"code": "SAVE10", "percent": 1000, "min_subtotal": 5000, "limit": {"total": 100, "per_customer": 1}},
                 {"code": "FIVEOFF", "fixed": 500},
                 {"code": "B2G1", "buy": 2, "get": 1, "tag": "coffee"}
-            ]}})),
-        ("admin", "purchase-limits", json!({"name": "purchase-limits", "hook": "validation",
-            "config": {"max_per_product": 10, "max_per_order": 40, "blocked_tags": ["restricted"]}})),
-        ("globex", "volume-pricing", json!({"name": "coffee-volume", "hook": "pricing",
-            "config": {"tiers": [{"min_quantity": 3, "percent_off": 5}, {"min_quantity": 6, "percent_off": 10}], "tags": ["coffee"]}})),
+            ]}}),
+        ),
+        (
+            "admin",
+            "purchase-limits",
+            json!({"name": "purchase-limits", "hook": "validation",
+            "config": {"max_per_product": 10, "max_per_order": 40, "blocked_tags": ["restricted"]}}),
+        ),
+        (
+            "globex",
+            "volume-pricing",
+            json!({"name": "coffee-volume", "hook": "pricing",
+            "config": {"tiers": [{"min_quantity": 3, "percent_off": 5}, {"min_quantity": 6, "percent_off": 10}], "tags": ["coffee"]}}),
+        ),
     ]
 }
 
 /// Installs the example plugins on the demo store (a plugin already
 /// installed is left as it is); how many are installed.
 pub fn demo_plugins(account: &str, host: &str, dir: &std::path::Path) -> Result<usize> {
-    let admin = login(account, &super::env_or_default("SHOPEEZY_ADMIN_EMAIL"), &super::env_or_default("SHOPEEZY_ADMIN_PASSWORD"))?;
+    let admin = login(
+        account,
+        &super::env_or_default("SHOPEEZY_ADMIN_EMAIL"),
+        &super::env_or_default("SHOPEEZY_ADMIN_PASSWORD"),
+    )?;
     let globex = login(account, "globex@shopeezy.local", SELLER_PASSWORD)?;
     let mut count = 0;
     for (who, crate_name, manifest) in demo_plugin_set() {
@@ -291,10 +314,18 @@ fn upload(host: &str, token: &str, manifest: &Value, wasm: &[u8]) -> Result<(u16
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let request = ureq::post(&format!("http://{host}/v1/plugins"))
         .set("authorization", &format!("Bearer {token}"))
-        .set("content-type", &format!("multipart/form-data; boundary={boundary}"));
+        .set(
+            "content-type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        );
     match request.send_bytes(&body) {
-        Ok(response) => Ok((response.status(), response.into_json().unwrap_or(Value::Null))),
-        Err(ureq::Error::Status(code, response)) => Ok((code, response.into_json().unwrap_or(Value::Null))),
+        Ok(response) => Ok((
+            response.status(),
+            response.into_json().unwrap_or(Value::Null),
+        )),
+        Err(ureq::Error::Status(code, response)) => {
+            Ok((code, response.into_json().unwrap_or(Value::Null)))
+        }
         Err(e) => Err(e.into()),
     }
 }
