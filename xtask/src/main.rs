@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod plugins;
 mod runner;
 mod seed;
@@ -43,6 +44,18 @@ enum Cmd {
     Plugin {
         #[command(subcommand)]
         command: PluginCmd,
+    },
+    /// Measure the system: checkout, carts, auth, plugins (see README, Benchmarks).
+    Bench {
+        /// A short run (under 5 minutes); the default.
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// The full run.
+        #[arg(long)]
+        full: bool,
+        /// Only this backend: `postgres` or `sqlite`.
+        #[arg(long)]
+        backend: Option<String>,
     },
     /// Run every test (CI=true: PostgreSQL, Redis and RabbitMQ are required).
     Test {
@@ -76,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Run { release } => run(release),
         Cmd::Test { args } => test(&args),
+        Cmd::Bench { quick: _, full, backend } => bench::run(full, backend.as_deref()),
         Cmd::Plugins => {
             plugins::build(true).map(|dir| println!("plugins built into {}", dir.display()))
         }
@@ -312,11 +326,18 @@ struct Services {
 }
 
 impl Services {
+    /// Starts a service with the demo's settings.
     fn start(&mut self, name: &'static str, bin: &Path) -> Result<()> {
+        let env: Vec<(String, String)> = DEMO_ENV.iter().map(|(k, _)| ((*k).to_owned(), env_or_default(k))).collect();
+        self.start_with(name, bin, &env)
+    }
+
+    /// Starts a service with the given settings.
+    fn start_with(&mut self, name: &'static str, bin: &Path, env: &[(String, String)]) -> Result<()> {
         let mut cmd = Command::new(bin);
         cmd.current_dir(root());
-        for (key, _) in DEMO_ENV {
-            cmd.env(key, env_or_default(key));
+        for (key, value) in env {
+            cmd.env(key, value);
         }
         let child = cmd
             .spawn()

@@ -1,0 +1,516 @@
+//! `cargo xtask bench`: starts the system (release build) on PostgreSQL and
+//! on the SQLite default, drives it over real HTTP with real tokens and
+//! idempotency keys, and writes `bench/results/latest.{md,json}` with the
+//! machine's cores, memory and versions.
+//!
+//! The load generator runs on the same machine as the services and the
+//! database (2 cores here): every figure includes that competition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::future::join_all;
+use serde_json::{Value, json};
+use shopeezy_host::plugins::io::SampleCart;
+use shopeezy_host::plugins::limits::Limits;
+use shopeezy_host::plugins::runtime::{Hook, Runtime};
+use shopeezy_proto::auth::v1::ValidateTokenRequest;
+use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
+
+use super::{Services, cargo, root, status};
+
+/// How long and how hard to push.
+struct Plan {
+    seconds: u64,
+    levels: Vec<usize>,
+    hot_stock: i64,
+    catalog: usize,
+}
+
+/// Runs the benchmarks and writes the results.
+pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
+    let plan = if full {
+        Plan { seconds: 20, levels: vec![1, 8, 32, 64], hot_stock: 2000, catalog: 1000 }
+    } else {
+        Plan { seconds: 5, levels: vec![1, 8, 32], hot_stock: 300, catalog: 1000 }
+    };
+    status(cargo().args(["build", "--release", "--bin", "shopeezy-account", "--bin", "shopeezy-host"]))?;
+    let plugins = super::plugins::build(true)?;
+    let backends: Vec<&str> = match backend {
+        Some(b @ ("postgres" | "sqlite")) => vec![b],
+        Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
+        None => vec!["postgres", "sqlite"],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut results = BTreeMap::new();
+    for backend in backends {
+        eprintln!("== {backend}");
+        let result = runtime.block_on(bench_backend(backend, &plan, &plugins))?;
+        results.insert(backend.to_owned(), result);
+    }
+    eprintln!("== plugins (in-process runtime)");
+    let plugin_results = plugin_micro(&plugins, if full { 5000 } else { 1000 })?;
+    let report = json!({
+        "command": format!("cargo xtask bench{}", if full { " --full" } else { " --quick" }),
+        "machine": machine(),
+        "plan": {"seconds_per_level": plan.seconds, "levels": plan.levels, "hot_stock": plan.hot_stock, "catalog": plan.catalog},
+        "backends": results,
+        "plugins": plugin_results,
+    });
+    let dir = root().join("bench").join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("latest.json"), serde_json::to_string_pretty(&report)?)?;
+    let md = markdown(&report);
+    std::fs::write(dir.join("latest.md"), &md)?;
+    println!("{md}");
+    println!("written to {}", dir.display());
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The settings of one bench run's services.
+fn service_env(backend: &str, dir: &std::path::Path, ports: (u16, u16, u16)) -> Vec<(String, String)> {
+    let (account_db, host_db) = match backend {
+        "postgres" => {
+            let name = format!("shopeezy_bench_{}", uuid::Uuid::new_v4().simple());
+            (format!("postgres://postgres@127.0.0.1:5432/{name}_account"), format!("postgres://postgres@127.0.0.1:5432/{name}_host"))
+        }
+        _ => (format!("sqlite://{}/account.db", dir.display()), format!("sqlite://{}/host.db", dir.display())),
+    };
+    let (http_a, grpc_a, http_h) = ports;
+    [
+        ("SHOPEEZY_ACCOUNT_DATABASE_URL", account_db),
+        ("SHOPEEZY_HOST_DATABASE_URL", host_db),
+        ("SHOPEEZY_ACCOUNT_HTTP_ADDR", format!("127.0.0.1:{http_a}")),
+        ("SHOPEEZY_ACCOUNT_GRPC_ADDR", format!("127.0.0.1:{grpc_a}")),
+        ("SHOPEEZY_HOST_HTTP_ADDR", format!("127.0.0.1:{http_h}")),
+        ("SHOPEEZY_AUTH_GRPC_URL", format!("http://127.0.0.1:{grpc_a}")),
+        ("SHOPEEZY_ADMIN_EMAIL", "admin@bench.local".to_owned()),
+        ("SHOPEEZY_ADMIN_PASSWORD", "bench-admin-password".to_owned()),
+        ("SHOPEEZY_DATA_DIR", dir.display().to_string()),
+        ("SHOPEEZY_LOG", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+struct Client {
+    http: reqwest::Client,
+    account: String,
+    host: String,
+}
+
+impl Client {
+    async fn post(&self, url: String, token: Option<&str>, body: Value) -> Result<(u16, Value)> {
+        let mut req = self.http.post(url).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Result<String> {
+        let (code, body) = self.post(format!("{}/v1/auth/login", self.account), None, json!({"email": email, "password": password})).await?;
+        if code != 200 {
+            bail!("login {email}: {code} {body}");
+        }
+        Ok(body["access_token"].as_str().context("no token")?.to_owned())
+    }
+
+    async fn user(&self, name: &str) -> Result<String> {
+        let email = format!("{name}@bench.local");
+        let body = json!({"name": name, "username": name, "email": email, "password": "bench-password"});
+        let (code, reply) = self.post(format!("{}/v1/auth/register", self.account), None, body).await?;
+        if code != 201 {
+            bail!("register {name}: {code} {reply}");
+        }
+        self.login(&email, "bench-password").await
+    }
+}
+
+/// Latencies of one scenario, in microseconds, and the statuses answered.
+#[derive(Default)]
+struct Sample {
+    micros: Vec<u64>,
+    statuses: BTreeMap<u16, u64>,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn add(&mut self, other: Sample) {
+        self.micros.extend(other.micros);
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+    }
+
+    fn summary(mut self) -> Value {
+        self.micros.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if self.micros.is_empty() {
+                return 0.0;
+            }
+            let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
+            self.micros[i] as f64 / 1000.0
+        };
+        let ok: u64 = self.statuses.iter().filter(|(s, _)| **s < 300).map(|(_, n)| n).sum();
+        let five: u64 = self.statuses.iter().filter(|(s, _)| **s >= 500).map(|(_, n)| n).sum();
+        json!({
+            "requests": self.micros.len(),
+            "ok_per_s": (ok as f64 / self.elapsed.as_secs_f64() * 10.0).round() / 10.0,
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "statuses": self.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "errors_5xx": five,
+        })
+    }
+}
+
+async fn timed<F, Fut>(seconds: u64, workers: usize, make: F) -> Sample
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Sample>,
+{
+    let started = Instant::now();
+    let _ = seconds;
+    let parts = join_all((0..workers).map(&make)).await;
+    let mut all = Sample::default();
+    for p in parts {
+        all.add(p);
+    }
+    all.elapsed = started.elapsed();
+    all
+}
+
+async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path) -> Result<Value> {
+    let dir = std::env::temp_dir().join(format!("shopeezy-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let ports = (free_port()?, free_port()?, free_port()?);
+    let env = service_env(backend, &dir, ports);
+    let bin = root().join("target").join("release");
+    let mut services = Services::default();
+    services.start_with("account", &bin.join("shopeezy-account"), &env)?;
+    let account = format!("127.0.0.1:{}", ports.0);
+    super::wait_ready(&account, &AtomicBool::new(false), &mut services)?;
+    services.start_with("host", &bin.join("shopeezy-host"), &env)?;
+    let host = format!("127.0.0.1:{}", ports.2);
+    super::wait_ready(&host, &AtomicBool::new(false), &mut services)?;
+
+    let c = Arc::new(Client { http: reqwest::Client::new(), account: format!("http://{account}"), host: format!("http://{host}") });
+    let mut out = serde_json::Map::new();
+    let seconds = plan.seconds;
+    let deadline = move || Instant::now() + Duration::from_secs(seconds);
+
+    // Setup: an admin, a seller with the catalog, shoppers.
+    let admin = c.login("admin@bench.local", "bench-admin-password").await?;
+    let mut products = Vec::with_capacity(plan.catalog);
+    let made = join_all((0..plan.catalog).map(|i| {
+        let c = c.clone();
+        let admin = admin.clone();
+        async move {
+            let body = json!({"sku": format!("SKU-{i}"), "name": format!("Product {i}"), "price": 1000 + i as i64, "currency": "USD", "stock": 1_000_000, "tags": ["bench"]});
+            c.post(format!("{}/v1/products", c.host), Some(&admin), body).await
+        }
+    }))
+    .await;
+    for m in made {
+        let (code, body) = m?;
+        if code != 201 {
+            bail!("creating a product: {code} {body}");
+        }
+        products.push(body["id"].as_str().context("no id")?.to_owned());
+    }
+    let max_level = plan.levels.iter().copied().max().unwrap_or(1);
+    let mut shoppers = Vec::new();
+    for chunk in (0..max_level).collect::<Vec<_>>().chunks(8) {
+        let made = join_all(chunk.iter().map(|i| {
+            let c = c.clone();
+            async move { c.user(&format!("shopper{i}")).await }
+        }))
+        .await;
+        for m in made {
+            shoppers.push(m?);
+        }
+    }
+    let products = Arc::new(products);
+    let shoppers = Arc::new(shoppers);
+
+    // 1. Authentication: gRPC ValidateToken, one caller, then requests with and without a token.
+    let grpc_url = format!("http://127.0.0.1:{}", ports.1);
+    let mut grpc = AuthServiceClient::connect(grpc_url).await?;
+    let mut auth = Sample::default();
+    let started = Instant::now();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        let r = grpc.validate_token(ValidateTokenRequest { token: shoppers[0].clone() }).await;
+        auth.micros.push(t.elapsed().as_micros() as u64);
+        *auth.statuses.entry(if r.is_ok() { 200 } else { 401 }).or_default() += 1;
+    }
+    auth.elapsed = started.elapsed();
+    out.insert("validate_token_sequential".into(), auth.summary());
+    for (name, path, with_token) in [("get_product_anonymous", "product", false), ("get_cart_authenticated", "cart", true)] {
+        let s = timed(seconds, 8, |w| {
+            let (c, shoppers, products) = (c.clone(), shoppers.clone(), products.clone());
+            async move {
+                let mut s = Sample::default();
+                let end = deadline();
+                while Instant::now() < end {
+                    let url = if path == "cart" { format!("{}/v1/cart", c.host) } else { format!("{}/v1/products/{}", c.host, products[w]) };
+                    let mut req = c.http.get(url);
+                    if with_token {
+                        req = req.bearer_auth(&shoppers[w % shoppers.len()]);
+                    }
+                    let t = Instant::now();
+                    let code = req.send().await.map_or(599, |r| r.status().as_u16());
+                    s.micros.push(t.elapsed().as_micros() as u64);
+                    *s.statuses.entry(code).or_default() += 1;
+                }
+                s
+            }
+        })
+        .await;
+        out.insert(format!("{name}_8_clients"), s.summary());
+    }
+
+    // 2. Logins (argon2id at its production cost), 4 clients.
+    let logins = timed(seconds, 4, |_| {
+        let c = c.clone();
+        async move {
+            let mut s = Sample::default();
+            let end = deadline();
+            while Instant::now() < end {
+                let t = Instant::now();
+                let code = c.post(format!("{}/v1/auth/login", c.account), None, json!({"email": "shopper0@bench.local", "password": "bench-password"})).await.map_or(599, |r| r.0);
+                s.micros.push(t.elapsed().as_micros() as u64);
+                *s.statuses.entry(code).or_default() += 1;
+            }
+            s
+        }
+    })
+    .await;
+    out.insert("login_4_clients".into(), logins.summary());
+
+    // 3. Checkout on a spread catalog, at each level of concurrency.
+    let stop = Arc::new(AtomicBool::new(false));
+    for &level in &plan.levels {
+        let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
+        out.insert(format!("checkout_spread_{level}"), s.summary());
+    }
+
+    // 4. A hot product: everyone races for the same stock until it is gone.
+    for &level in plan.levels.iter().filter(|l| **l > 1) {
+        let (code, hot) = c
+            .post(format!("{}/v1/products", c.host), Some(&admin), json!({"sku": format!("HOT-{level}"), "name": "Hot item", "price": 999, "currency": "USD", "stock": plan.hot_stock}))
+            .await?;
+        if code != 201 {
+            bail!("creating the hot product: {code}");
+        }
+        let hot = Arc::new(vec![hot["id"].as_str().context("no id")?.to_owned()]);
+        let s = checkout_load(&c, &shoppers, &hot, level, Instant::now() + Duration::from_secs(120), &stop, true).await;
+        let sold = s.statuses.get(&201).copied().unwrap_or(0);
+        let mut summary = s.summary();
+        summary["sold"] = json!(sold);
+        summary["stock"] = json!(plan.hot_stock);
+        out.insert(format!("checkout_hot_{level}"), summary);
+    }
+
+    // 5. Checkout with the example plugins installed, one and eight clients.
+    install_examples(&c, &admin, plugin_dir).await?;
+    for level in [1, 8] {
+        let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
+        out.insert(format!("checkout_spread_{level}_with_plugins"), s.summary());
+    }
+
+    services.stop();
+    if backend == "postgres" {
+        for (key, value) in &env {
+            if key.ends_with("DATABASE_URL") {
+                let name = value.rsplit('/').next().unwrap_or_default();
+                let _ = std::process::Command::new("psql")
+                    .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                    .status();
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Value::Object(out))
+}
+
+/// `level` shoppers in a loop: put one unit of a product in the cart, check
+/// out with a fresh key; only the checkout is timed. With `until_sold_out`,
+/// a worker stops at its first 409.
+async fn checkout_load(
+    c: &Arc<Client>,
+    shoppers: &Arc<Vec<String>>,
+    products: &Arc<Vec<String>>,
+    level: usize,
+    end: Instant,
+    stop: &Arc<AtomicBool>,
+    until_sold_out: bool,
+) -> Sample {
+    stop.store(false, Ordering::SeqCst);
+    timed(0, level, |w| {
+        let (c, shoppers, products) = (c.clone(), shoppers.clone(), products.clone());
+        async move {
+            let mut s = Sample::default();
+            let token = &shoppers[w];
+            let mut n = w * 7919;
+            while Instant::now() < end {
+                n += 1;
+                let product = &products[n % products.len()];
+                let put = c.http.put(format!("{}/v1/cart/items/{product}", c.host)).bearer_auth(token).json(&json!({"quantity": 1})).send().await;
+                let put_code = put.map_or(599, |r| r.status().as_u16());
+                if put_code == 409 && until_sold_out {
+                    break;
+                }
+                let t = Instant::now();
+                let code = c
+                    .http
+                    .post(format!("{}/v1/checkout", c.host))
+                    .bearer_auth(token)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .send()
+                    .await
+                    .map_or(599, |r| r.status().as_u16());
+                s.micros.push(t.elapsed().as_micros() as u64);
+                *s.statuses.entry(code).or_default() += 1;
+                if code == 409 && until_sold_out {
+                    break;
+                }
+            }
+            s
+        }
+    })
+    .await
+}
+
+async fn install_examples(c: &Client, admin: &str, dir: &std::path::Path) -> Result<()> {
+    let set = [
+        ("attribute-sale", json!({"name": "attribute-sale", "hook": "promotion", "config": {}})),
+        ("promo-codes", json!({"name": "promo-codes", "hook": "promotion", "config": {"codes": [{"code": "SAVE10", "percent": 1000}]}})),
+        ("purchase-limits", json!({"name": "purchase-limits", "hook": "validation", "config": {"max_per_product": 100}})),
+        ("volume-pricing", json!({"name": "volume-pricing", "hook": "pricing", "config": {"tiers": [{"min_quantity": 3, "percent_off": 5}]}})),
+    ];
+    for (file, manifest) in set {
+        let wasm = std::fs::read(dir.join(format!("{}.wasm", file.replace('-', "_"))))?;
+        let form = reqwest::multipart::Form::new()
+            .part("manifest", reqwest::multipart::Part::text(manifest.to_string()).mime_str("application/json")?)
+            .part("component", reqwest::multipart::Part::bytes(wasm).file_name("p.wasm"));
+        let resp = c.http.post(format!("{}/v1/plugins", c.host)).bearer_auth(admin).multipart(form).send().await?;
+        if resp.status().as_u16() != 201 {
+            bail!("installing {file}: {}", resp.text().await.unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// Instantiate-and-call latency of each example plugin at 1, 10, 100 and
+/// 1,000 lines, in this process, with the server's runtime and limits.
+fn plugin_micro(dir: &std::path::Path, calls: usize) -> Result<Value> {
+    let runtime = Runtime::new(Limits::default())?;
+    let set = [
+        ("volume-pricing", Hook::Pricing, r#"{"tiers":[{"min_quantity":3,"percent_off":5}]}"#),
+        ("attribute-sale", Hook::Promotion, "{}"),
+        ("promo-codes", Hook::Promotion, r#"{"codes":[{"code":"SAVE10","percent":1000}]}"#),
+        ("purchase-limits", Hook::Validation, r#"{"max_per_product":100}"#),
+    ];
+    let mut out = serde_json::Map::new();
+    for (name, hook, config) in set {
+        let bytes = std::fs::read(dir.join(format!("{}.wasm", name.replace('-', "_"))))?;
+        let compiled = runtime.compile(hook, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+        let mut per_size = serde_json::Map::new();
+        for lines in [1usize, 10, 100, 1000] {
+            let sample: SampleCart = serde_json::from_value(json!({
+                "lines": (0..lines).map(|i| json!({"product_id": format!("p{i}"), "sku": format!("SKU-{i}"), "seller_id": "s1",
+                    "quantity": 1 + i % 5, "unit_price": 1000 + i, "tags": ["bench", "coffee"], "attributes": {"sale_percent": "10"}})).collect::<Vec<_>>(),
+                "codes": ["SAVE10"],
+            }))?;
+            let cart = sample.to_input(config, 0);
+            let n = if lines >= 1000 { calls / 10 } else { calls };
+            let mut micros = Vec::with_capacity(n);
+            let mut fuel = 0;
+            for _ in 0..n {
+                let r = runtime.call(&compiled, &cart);
+                if let Err(f) = &r.result {
+                    bail!("{name} failed at {lines} lines: {}", f.reason);
+                }
+                fuel = r.fuel_used;
+                micros.push(r.elapsed.as_nanos() as u64);
+            }
+            micros.sort_unstable();
+            let pct = |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+            per_size.insert(lines.to_string(), json!({"p50_us": pct(0.5), "p99_us": pct(0.99), "fuel": fuel, "calls": n}));
+        }
+        out.insert(name.to_owned(), Value::Object(per_size));
+    }
+    Ok(Value::Object(out))
+}
+
+fn machine() -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo").lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()).unwrap_or_default();
+    let mem_kb: u64 = read("/proc/meminfo").lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+    let version = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd).arg(arg).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    };
+    json!({
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu": cpu,
+        "memory_gib": (mem_kb as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        "rustc": version("rustc", "--version"),
+        "postgres": version("psql", "--version"),
+        "kernel": version("uname", "-r"),
+        "date_utc": version("date", "-u"),
+    })
+}
+
+fn markdown(report: &Value) -> String {
+    let mut md = String::new();
+    md.push_str(&format!("# Benchmark results\n\nCommand: `{}`\n\n", report["command"].as_str().unwrap_or("")));
+    let m = &report["machine"];
+    md.push_str(&format!(
+        "Machine: {} cores ({}), {} GiB, {}, {}, kernel {}; {}.\nThe load generator, the services and the database share the machine.\n\n",
+        m["cores"], m["cpu"].as_str().unwrap_or(""), m["memory_gib"], m["rustc"].as_str().unwrap_or(""), m["postgres"].as_str().unwrap_or(""), m["kernel"].as_str().unwrap_or(""), m["date_utc"].as_str().unwrap_or("")
+    ));
+    if let Some(backends) = report["backends"].as_object() {
+        for (backend, scenarios) in backends {
+            md.push_str(&format!("## {backend}\n\n| scenario | ok/s | p50 ms | p95 ms | p99 ms | requests | 5xx | statuses |\n|---|---|---|---|---|---|---|---|\n"));
+            if let Some(s) = scenarios.as_object() {
+                for (name, v) in s {
+                    let extra = match (v.get("sold"), v.get("stock")) {
+                        (Some(sold), Some(stock)) => format!(" (sold {sold} of {stock})"),
+                        _ => String::new(),
+                    };
+                    md.push_str(&format!(
+                        "| {name}{extra} | {} | {} | {} | {} | {} | {} | {} |\n",
+                        v["ok_per_s"], v["p50_ms"], v["p95_ms"], v["p99_ms"], v["requests"], v["errors_5xx"], v["statuses"]
+                    ));
+                }
+            }
+            md.push('\n');
+        }
+    }
+    md.push_str("## Plugins: instantiate and call (fresh instance per call)\n\n| plugin | lines | p50 µs | p99 µs | fuel |\n|---|---|---|---|---|\n");
+    if let Some(plugins) = report["plugins"].as_object() {
+        for (name, sizes) in plugins {
+            if let Some(sizes) = sizes.as_object() {
+                let mut keys: Vec<_> = sizes.keys().collect();
+                keys.sort_by_key(|k| k.parse::<usize>().unwrap_or(0));
+                for k in keys {
+                    let v = &sizes[k];
+                    md.push_str(&format!("| {name} | {k} | {} | {} | {} |\n", v["p50_us"], v["p99_us"], v["fuel"]));
+                }
+            }
+        }
+    }
+    md
+}
+
