@@ -136,3 +136,21 @@ pub fn bearer_token(parts: &Parts) -> Result<&str, &'static str> {
         _ => Err("the Authorization header must be 'Bearer <token>'"),
     }
 }
+
+/// A raw body whose rejection (too large, cut short) is a problem answer.
+#[derive(Debug, Clone, Default)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|e| body_problem(e.status(), e.body_text()))
+    }
+}

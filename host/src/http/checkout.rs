@@ -1,10 +1,10 @@
 //! `POST /v1/checkout`: the cart becomes an order (see `checkout.rs`).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use shopeezy_common::Problem;
+use shopeezy_common::extract::RawBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -39,7 +39,7 @@ async fn checkout(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
     let request = parse_body(&body)?;
@@ -84,7 +84,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String> {
 }
 
 /// The body is optional; when sent it must be a valid [`CheckoutRequest`].
-fn parse_body(body: &Bytes) -> Result<CheckoutRequest> {
+fn parse_body(body: &[u8]) -> Result<CheckoutRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(CheckoutRequest::default());
     }

@@ -3,13 +3,12 @@
 //! (another seller gets 404); an admin's are platform-wide, and an admin sees
 //! and manages every plugin.
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use shopeezy_common::Problem;
-use shopeezy_common::extract::{Json, Path, Query};
+use shopeezy_common::extract::{Json, Path, Query, RawBody};
 use shopeezy_common::page::{Page, PageQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -301,12 +300,7 @@ async fn replace_component(
             ))
         })?
     } else {
-        let body = Bytes::from_request(request, &state).await.map_err(|e| {
-            Error::from(shopeezy_common::extract::body_problem(
-                e.status(),
-                e.body_text(),
-            ))
-        })?;
+        let RawBody(body) = RawBody::from_request(request, &state).await?;
         body.to_vec()
     };
     let registry = state.pipeline.registry();

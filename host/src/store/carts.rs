@@ -99,20 +99,61 @@ pub async fn clear(db: &Db, user_id: Uuid) -> Result<()> {
 pub const MAX_CODES: i64 = 10;
 
 /// Enters a code (a code already entered stays as it is); `false` when the
-/// cart already holds [`MAX_CODES`] other codes.
+/// cart already holds [`MAX_CODES`] other codes. Concurrent entries for one
+/// user are serialised (SQLite: its single writer; PostgreSQL: an advisory
+/// lock on the user), so the count cannot be raced past the limit.
 pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
-    let sql = "INSERT INTO cart_codes (user_id, code, added_at)
-               SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM cart_codes WHERE user_id = $1) < $4
-               ON CONFLICT (user_id, code) DO NOTHING";
-    let exists_sql = "SELECT COUNT(*) FROM cart_codes WHERE user_id = $1 AND code = $2";
-    with_db!(db, pool => {
-        let done = sqlx::query(sql).bind(user_id).bind(code).bind(Utc::now()).bind(MAX_CODES).execute(pool).await?.rows_affected();
-        if done == 1 {
-            return Ok(true);
+    macro_rules! enter {
+        ($tx:ident) => {{
+            let present: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM cart_codes WHERE user_id = $1 AND code = $2",
+            )
+            .bind(user_id)
+            .bind(code)
+            .fetch_one(&mut *$tx)
+            .await?;
+            if present == 1 {
+                return Ok(true);
+            }
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM cart_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+            if count >= MAX_CODES {
+                return Ok(false);
+            }
+            sqlx::query("INSERT INTO cart_codes (user_id, code, added_at) VALUES ($1, $2, $3)")
+                .bind(user_id)
+                .bind(code)
+                .bind(shopeezy_common::db::now())
+                .execute(&mut *$tx)
+                .await?;
+            $tx.commit().await?;
+            Ok(true)
+        }};
+    }
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(user_lock_key(user_id))
+                .execute(&mut *tx)
+                .await?;
+            enter!(tx)
         }
-        let present: i64 = sqlx::query_scalar(exists_sql).bind(user_id).bind(code).fetch_one(pool).await?;
-        Ok(present == 1)
-    })
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            enter!(tx)
+        }
+    }
+}
+
+/// The advisory-lock key of a user's cart (its own key space).
+fn user_lock_key(user_id: Uuid) -> i64 {
+    let b = user_id.as_bytes();
+    i64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]])
+        ^ 0x4341_5254_434f_4445
 }
 
 /// Removes a code; whether it was entered.

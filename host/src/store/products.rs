@@ -124,8 +124,8 @@ pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
     with_db!(db, pool => {
         let mut tx = pool.begin().await?;
         sqlx::query(
-            "INSERT INTO products (id, seller_id, sku, name, description, price, currency, stock, tags, attributes, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO products (id, seller_id, sku, name, description, price, currency, stock, tags, attributes, created_at, updated_at, name_folded)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(product.id)
         .bind(product.seller_id)
@@ -139,6 +139,7 @@ pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
         .bind(Json(&product.attributes))
         .bind(product.created_at)
         .bind(product.updated_at)
+        .bind(product.name.to_lowercase())
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on(e, "sku", "sku_taken", SKU_TAKEN))?;
@@ -188,7 +189,7 @@ pub async fn list(
         "SELECT {COLUMNS} FROM products p
          WHERE p.deleted_at IS NULL
            AND ($1 IS NULL OR p.id > $1)
-           AND ($2 IS NULL OR LOWER(p.name) LIKE $2 ESCAPE '\\')
+           AND ($2 IS NULL OR p.name_folded LIKE $2 ESCAPE '\\')
            AND ($3 IS NULL OR EXISTS (SELECT 1 FROM product_tags t WHERE t.tag = $3 AND t.product_id = p.id))
            AND ($4 IS NULL OR p.seller_id = $4)
          ORDER BY p.id LIMIT $5"
@@ -236,7 +237,8 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Produc
     let sql = "UPDATE products SET sku = COALESCE($2, sku), name = COALESCE($3, name),
                description = COALESCE($4, description), price = COALESCE($5, price),
                currency = COALESCE($6, currency), tags = COALESCE($7, tags),
-               attributes = COALESCE($8, attributes), stock = COALESCE($9, stock), updated_at = $10
+               attributes = COALESCE($8, attributes), stock = COALESCE($9, stock), updated_at = $10,
+               name_folded = COALESCE($11, name_folded)
                WHERE id = $1 AND deleted_at IS NULL";
     let found = with_db!(db, pool => {
         let mut tx = pool.begin().await?;
@@ -251,6 +253,7 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Produc
             .bind(changes.attributes.as_ref().map(Json))
             .bind(changes.stock)
             .bind(shopeezy_common::db::now())
+            .bind(changes.name.as_ref().map(|n| n.to_lowercase()))
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on(e, "sku", "sku_taken", SKU_TAKEN))?
