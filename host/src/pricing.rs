@@ -8,6 +8,7 @@
 //! fails is, by its policy, a violation that blocks checkout (`closed`) or
 //! skipped and recorded (`open`); the rest of the pipeline goes on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -201,6 +202,7 @@ fn price_with(
         violations: Vec::new(),
         plugins: Vec::new(),
         adjustments: Vec::new(),
+        seller_order_discounts: HashMap::new(),
     };
     let mut items = Vec::with_capacity(cart.lines.len());
     for line in &cart.lines {
@@ -262,6 +264,8 @@ struct Run<'a> {
     violations: Vec<Violation>,
     plugins: Vec<PluginRun>,
     adjustments: Vec<Adjustment>,
+    /// What each seller's plugins took off the order so far (positive).
+    seller_order_discounts: HashMap<Uuid, i64>,
 }
 
 impl Run<'_> {
@@ -382,7 +386,10 @@ impl Run<'_> {
                 let mut order_adds: Vec<Adjustment> = Vec::new();
                 // What an order discount applies to: the scope's lines before any
                 // discount. Stacking with earlier discounts is clamped below.
-                let scope_total: i64 = scope.iter().map(|&i| items[i].unit_price.saturating_mul(items[i].quantity)).sum();
+                let scope_total: i64 = scope
+                    .iter()
+                    .map(|&i| items[i].unit_price.saturating_mul(items[i].quantity))
+                    .sum();
                 for d in discounts {
                     if let Some(code) = &d.code
                         && !self.cart.codes.iter().any(|c| c.eq_ignore_ascii_case(code))
@@ -440,9 +447,25 @@ impl Run<'_> {
                 }
                 let lines_total: i64 = items.iter().map(|i| i.line_total).sum();
                 let mut left = lines_total + self.adjustments.iter().map(|a| a.amount).sum::<i64>();
+                // A seller's order is its own lines: its plugins' order
+                // discounts never take more than what is left of them.
+                let seller = plugin.plugin.seller();
+                if let Some(seller) = seller {
+                    let own: i64 = scope.iter().map(|&i| items[i].line_total).sum();
+                    let taken = self
+                        .seller_order_discounts
+                        .get(&seller)
+                        .copied()
+                        .unwrap_or(0);
+                    left = left.min(own - taken);
+                }
                 for mut adjustment in order_adds {
-                    adjustment.amount = adjustment.amount.max(-left);
+                    adjustment.amount = adjustment.amount.max(-left.max(0));
                     left += adjustment.amount;
+                    if let Some(seller) = seller {
+                        *self.seller_order_discounts.entry(seller).or_default() -=
+                            adjustment.amount;
+                    }
                     if adjustment.amount != 0 {
                         self.adjustments.push(adjustment);
                     }

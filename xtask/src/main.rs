@@ -89,7 +89,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Run { release } => run(release),
         Cmd::Test { args } => test(&args),
-        Cmd::Bench { quick: _, full, backend } => bench::run(full, backend.as_deref()),
+        Cmd::Bench {
+            quick: _,
+            full,
+            backend,
+        } => bench::run(full, backend.as_deref()),
         Cmd::Plugins => {
             plugins::build(true).map(|dir| println!("plugins built into {}", dir.display()))
         }
@@ -143,9 +147,12 @@ fn test(args: &[String]) -> Result<()> {
         require_servers()?;
     }
     let started = Instant::now();
+    // Tests run real components: build them first (their own workspace).
+    let plugins = plugins::build(true)?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
-        .args(args);
+        .args(args)
+        .env("SHOPEEZY_TEST_PLUGINS_DIR", &plugins);
     let totals = run_counting(&mut cmd)?;
     println!(
         "\ntests: {} passed, {} failed, {} skipped ({:.0} s)",
@@ -328,12 +335,20 @@ struct Services {
 impl Services {
     /// Starts a service with the demo's settings.
     fn start(&mut self, name: &'static str, bin: &Path) -> Result<()> {
-        let env: Vec<(String, String)> = DEMO_ENV.iter().map(|(k, _)| ((*k).to_owned(), env_or_default(k))).collect();
+        let env: Vec<(String, String)> = DEMO_ENV
+            .iter()
+            .map(|(k, _)| ((*k).to_owned(), env_or_default(k)))
+            .collect();
         self.start_with(name, bin, &env)
     }
 
     /// Starts a service with the given settings.
-    fn start_with(&mut self, name: &'static str, bin: &Path, env: &[(String, String)]) -> Result<()> {
+    fn start_with(
+        &mut self,
+        name: &'static str,
+        bin: &Path,
+        env: &[(String, String)],
+    ) -> Result<()> {
         let mut cmd = Command::new(bin);
         cmd.current_dir(root());
         for (key, value) in env {

@@ -95,33 +95,41 @@ fn multipart_problem(e: axum::extract::multipart::MultipartError) -> Error {
     shopeezy_common::extract::body_problem(e.status(), e.body_text()).into()
 }
 
-/// Reads the `manifest` and `component` parts of an upload.
+/// Reads the `manifest` and `component` parts of an upload. The whole body
+/// is read (it is bounded) before anything is refused: an answer sent while
+/// the client is still uploading would reach it as a reset connection
+/// instead of the problem.
 async fn read_upload(mut form: Multipart) -> Result<(Manifest, Vec<u8>)> {
-    let (mut manifest, mut component) = (None, None);
+    let (mut manifest, mut component, mut unknown) = (None, None, None);
     while let Some(field) = form.next_field().await.map_err(multipart_problem)? {
         match field.name() {
-            Some("manifest") => {
-                let bytes = field.bytes().await.map_err(multipart_problem)?;
-                manifest = Some(serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
-                    Error::from(Problem::unprocessable(
-                        "invalid_manifest",
-                        format!("the manifest is not valid: {e}"),
-                    ))
-                })?);
-            }
+            Some("manifest") => manifest = Some(field.bytes().await.map_err(multipart_problem)?),
             Some("component") => {
                 component = Some(field.bytes().await.map_err(multipart_problem)?.to_vec())
             }
             other => {
-                let name = other.unwrap_or("(unnamed)");
-                return Err(Problem::unprocessable(
-                    "invalid_body",
-                    format!("unknown part {name}; send `manifest` and `component`"),
-                )
-                .into());
+                unknown.get_or_insert_with(|| other.unwrap_or("(unnamed)").to_owned());
+                field.bytes().await.map_err(multipart_problem)?;
             }
         }
     }
+    if let Some(name) = unknown {
+        return Err(Problem::unprocessable(
+            "invalid_body",
+            format!("unknown part {name}; send `manifest` and `component`"),
+        )
+        .into());
+    }
+    let manifest = manifest
+        .map(|bytes| {
+            serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
+                Error::from(Problem::unprocessable(
+                    "invalid_manifest",
+                    format!("the manifest is not valid: {e}"),
+                ))
+            })
+        })
+        .transpose()?;
     match (manifest, component) {
         (Some(m), Some(c)) => Ok((m, c)),
         _ => Err(Problem::unprocessable(
@@ -277,7 +285,8 @@ async fn replace_component(
     Path(id): Path<Uuid>,
     request: Request,
 ) -> Result<Json<Plugin>> {
-    let plugin = managed(&state, &caller, id).await?;
+    // The (bounded) body is read before anything is refused, so the client
+    // gets the answer rather than a connection reset mid-upload.
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -303,6 +312,7 @@ async fn replace_component(
         let RawBody(body) = RawBody::from_request(request, &state).await?;
         body.to_vec()
     };
+    let plugin = managed(&state, &caller, id).await?;
     let registry = state.pipeline.registry();
     let (_, sha) = registry
         .compile(plugin.hook, bytes.clone())

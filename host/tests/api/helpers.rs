@@ -528,6 +528,8 @@ impl Drop for TestApp {
 pub struct Options {
     /// Put a [`TcpProxy`] between the host and the account's gRPC server.
     pub auth_through_proxy: bool,
+    /// Changes the host's configuration before it starts (e.g. plugin limits).
+    pub configure_host: Option<fn(&mut shopeezy_host::Config)>,
 }
 
 /// Both services on `backend`; `None` when the backend's servers cannot be
@@ -553,8 +555,15 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     // Shoppers in a race share no account, but keep the throttle out of the way.
     account.login_max_failures = 1000;
 
+    // Two tests run at once, some with two hosts, on one PostgreSQL (100
+    // connections): keep each pool small.
+    account.database_max_connections = 6;
     let mut host = shopeezy_host::Config::defaults();
     host.http_addr = "127.0.0.1:0".parse().unwrap();
+    host.database_max_connections = 12;
+    if let Some(configure) = options.configure_host {
+        configure(&mut host);
+    }
 
     let (host_database, account_database) = match backend {
         Backend::Embedded => {

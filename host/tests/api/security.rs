@@ -116,6 +116,7 @@ async fn a_role_change_is_in_force_at_once(backend: Backend) {
 async fn requests_fail_closed_while_the_account_service_is_unreachable(backend: Backend) {
     let options = Options {
         auth_through_proxy: true,
+        ..Options::default()
     };
     let Some(app) = spawn_app_with(backend, options).await else {
         return;
