@@ -33,18 +33,37 @@ struct Plan {
 /// Runs the benchmarks and writes the results.
 pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
     let plan = if full {
-        Plan { seconds: 20, levels: vec![1, 8, 32, 64], hot_stock: 2000, catalog: 1000 }
+        Plan {
+            seconds: 20,
+            levels: vec![1, 8, 32, 64],
+            hot_stock: 2000,
+            catalog: 1000,
+        }
     } else {
-        Plan { seconds: 5, levels: vec![1, 8, 32], hot_stock: 300, catalog: 1000 }
+        Plan {
+            seconds: 5,
+            levels: vec![1, 8, 32],
+            hot_stock: 300,
+            catalog: 1000,
+        }
     };
-    status(cargo().args(["build", "--release", "--bin", "shopeezy-account", "--bin", "shopeezy-host"]))?;
+    status(cargo().args([
+        "build",
+        "--release",
+        "--bin",
+        "shopeezy-account",
+        "--bin",
+        "shopeezy-host",
+    ]))?;
     let plugins = super::plugins::build(true)?;
     let backends: Vec<&str> = match backend {
         Some(b @ ("postgres" | "sqlite")) => vec![b],
         Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
         None => vec!["postgres", "sqlite"],
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let mut results = BTreeMap::new();
     for backend in backends {
         eprintln!("== {backend}");
@@ -62,7 +81,10 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
     });
     let dir = root().join("bench").join("results");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("latest.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        dir.join("latest.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let md = markdown(&report);
     std::fs::write(dir.join("latest.md"), &md)?;
     println!("{md}");
@@ -71,17 +93,29 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// The settings of one bench run's services.
-fn service_env(backend: &str, dir: &std::path::Path, ports: (u16, u16, u16)) -> Vec<(String, String)> {
+fn service_env(
+    backend: &str,
+    dir: &std::path::Path,
+    ports: (u16, u16, u16),
+) -> Vec<(String, String)> {
     let (account_db, host_db) = match backend {
         "postgres" => {
             let name = format!("shopeezy_bench_{}", uuid::Uuid::new_v4().simple());
-            (format!("postgres://postgres@127.0.0.1:5432/{name}_account"), format!("postgres://postgres@127.0.0.1:5432/{name}_host"))
+            (
+                format!("postgres://postgres@127.0.0.1:5432/{name}_account"),
+                format!("postgres://postgres@127.0.0.1:5432/{name}_host"),
+            )
         }
-        _ => (format!("sqlite://{}/account.db", dir.display()), format!("sqlite://{}/host.db", dir.display())),
+        _ => (
+            format!("sqlite://{}/account.db", dir.display()),
+            format!("sqlite://{}/host.db", dir.display()),
+        ),
     };
     let (http_a, grpc_a, http_h) = ports;
     [
@@ -90,7 +124,10 @@ fn service_env(backend: &str, dir: &std::path::Path, ports: (u16, u16, u16)) -> 
         ("SHOPEEZY_ACCOUNT_HTTP_ADDR", format!("127.0.0.1:{http_a}")),
         ("SHOPEEZY_ACCOUNT_GRPC_ADDR", format!("127.0.0.1:{grpc_a}")),
         ("SHOPEEZY_HOST_HTTP_ADDR", format!("127.0.0.1:{http_h}")),
-        ("SHOPEEZY_AUTH_GRPC_URL", format!("http://127.0.0.1:{grpc_a}")),
+        (
+            "SHOPEEZY_AUTH_GRPC_URL",
+            format!("http://127.0.0.1:{grpc_a}"),
+        ),
         ("SHOPEEZY_ADMIN_EMAIL", "admin@bench.local".to_owned()),
         ("SHOPEEZY_ADMIN_PASSWORD", "bench-admin-password".to_owned()),
         ("SHOPEEZY_DATA_DIR", dir.display().to_string()),
@@ -119,17 +156,29 @@ impl Client {
     }
 
     async fn login(&self, email: &str, password: &str) -> Result<String> {
-        let (code, body) = self.post(format!("{}/v1/auth/login", self.account), None, json!({"email": email, "password": password})).await?;
+        let (code, body) = self
+            .post(
+                format!("{}/v1/auth/login", self.account),
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await?;
         if code != 200 {
             bail!("login {email}: {code} {body}");
         }
-        Ok(body["access_token"].as_str().context("no token")?.to_owned())
+        Ok(body["access_token"]
+            .as_str()
+            .context("no token")?
+            .to_owned())
     }
 
     async fn user(&self, name: &str) -> Result<String> {
         let email = format!("{name}@bench.local");
-        let body = json!({"name": name, "username": name, "email": email, "password": "bench-password"});
-        let (code, reply) = self.post(format!("{}/v1/auth/register", self.account), None, body).await?;
+        let body =
+            json!({"name": name, "username": name, "email": email, "password": "bench-password"});
+        let (code, reply) = self
+            .post(format!("{}/v1/auth/register", self.account), None, body)
+            .await?;
         if code != 201 {
             bail!("register {name}: {code} {reply}");
         }
@@ -162,8 +211,18 @@ impl Sample {
             let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
             self.micros[i] as f64 / 1000.0
         };
-        let ok: u64 = self.statuses.iter().filter(|(s, _)| **s < 300).map(|(_, n)| n).sum();
-        let five: u64 = self.statuses.iter().filter(|(s, _)| **s >= 500).map(|(_, n)| n).sum();
+        let ok: u64 = self
+            .statuses
+            .iter()
+            .filter(|(s, _)| **s < 300)
+            .map(|(_, n)| n)
+            .sum();
+        let five: u64 = self
+            .statuses
+            .iter()
+            .filter(|(s, _)| **s >= 500)
+            .map(|(_, n)| n)
+            .sum();
         json!({
             "requests": self.micros.len(),
             "ok_per_s": (ok as f64 / self.elapsed.as_secs_f64() * 10.0).round() / 10.0,
@@ -191,7 +250,8 @@ where
 }
 
 async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path) -> Result<Value> {
-    let dir = std::env::temp_dir().join(format!("shopeezy-bench-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("shopeezy-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let ports = (free_port()?, free_port()?, free_port()?);
     let env = service_env(backend, &dir, ports);
@@ -204,7 +264,11 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     let host = format!("127.0.0.1:{}", ports.2);
     super::wait_ready(&host, &AtomicBool::new(false), &mut services)?;
 
-    let c = Arc::new(Client { http: reqwest::Client::new(), account: format!("http://{account}"), host: format!("http://{host}") });
+    let c = Arc::new(Client {
+        http: reqwest::Client::new(),
+        account: format!("http://{account}"),
+        host: format!("http://{host}"),
+    });
     let mut out = serde_json::Map::new();
     let seconds = plan.seconds;
     let deadline = move || Instant::now() + Duration::from_secs(seconds);
@@ -250,20 +314,34 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     let started = Instant::now();
     for _ in 0..2000 {
         let t = Instant::now();
-        let r = grpc.validate_token(ValidateTokenRequest { token: shoppers[0].clone() }).await;
+        let r = grpc
+            .validate_token(ValidateTokenRequest {
+                token: shoppers[0].clone(),
+            })
+            .await;
         auth.micros.push(t.elapsed().as_micros() as u64);
-        *auth.statuses.entry(if r.is_ok() { 200 } else { 401 }).or_default() += 1;
+        *auth
+            .statuses
+            .entry(if r.is_ok() { 200 } else { 401 })
+            .or_default() += 1;
     }
     auth.elapsed = started.elapsed();
     out.insert("validate_token_sequential".into(), auth.summary());
-    for (name, path, with_token) in [("get_product_anonymous", "product", false), ("get_cart_authenticated", "cart", true)] {
+    for (name, path, with_token) in [
+        ("get_product_anonymous", "product", false),
+        ("get_cart_authenticated", "cart", true),
+    ] {
         let s = timed(seconds, 8, |w| {
             let (c, shoppers, products) = (c.clone(), shoppers.clone(), products.clone());
             async move {
                 let mut s = Sample::default();
                 let end = deadline();
                 while Instant::now() < end {
-                    let url = if path == "cart" { format!("{}/v1/cart", c.host) } else { format!("{}/v1/products/{}", c.host, products[w]) };
+                    let url = if path == "cart" {
+                        format!("{}/v1/cart", c.host)
+                    } else {
+                        format!("{}/v1/products/{}", c.host, products[w])
+                    };
                     let mut req = c.http.get(url);
                     if with_token {
                         req = req.bearer_auth(&shoppers[w % shoppers.len()]);
@@ -288,7 +366,14 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
             let end = deadline();
             while Instant::now() < end {
                 let t = Instant::now();
-                let code = c.post(format!("{}/v1/auth/login", c.account), None, json!({"email": "shopper0@bench.local", "password": "bench-password"})).await.map_or(599, |r| r.0);
+                let code = c
+                    .post(
+                        format!("{}/v1/auth/login", c.account),
+                        None,
+                        json!({"email": "shopper0@bench.local", "password": "bench-password"}),
+                    )
+                    .await
+                    .map_or(599, |r| r.0);
                 s.micros.push(t.elapsed().as_micros() as u64);
                 *s.statuses.entry(code).or_default() += 1;
             }
@@ -314,7 +399,16 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
             bail!("creating the hot product: {code}");
         }
         let hot = Arc::new(vec![hot["id"].as_str().context("no id")?.to_owned()]);
-        let s = checkout_load(&c, &shoppers, &hot, level, Instant::now() + Duration::from_secs(120), &stop, true).await;
+        let s = checkout_load(
+            &c,
+            &shoppers,
+            &hot,
+            level,
+            Instant::now() + Duration::from_secs(120),
+            &stop,
+            true,
+        )
+        .await;
         let sold = s.statuses.get(&201).copied().unwrap_or(0);
         let mut summary = s.summary();
         summary["sold"] = json!(sold);
@@ -335,7 +429,16 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
             if key.ends_with("DATABASE_URL") {
                 let name = value.rsplit('/').next().unwrap_or_default();
                 let _ = std::process::Command::new("psql")
-                    .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "postgres",
+                        "-qc",
+                        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    ])
                     .status();
             }
         }
@@ -366,7 +469,13 @@ async fn checkout_load(
             while Instant::now() < end {
                 n += 1;
                 let product = &products[n % products.len()];
-                let put = c.http.put(format!("{}/v1/cart/items/{product}", c.host)).bearer_auth(token).json(&json!({"quantity": 1})).send().await;
+                let put = c
+                    .http
+                    .put(format!("{}/v1/cart/items/{product}", c.host))
+                    .bearer_auth(token)
+                    .json(&json!({"quantity": 1}))
+                    .send()
+                    .await;
                 let put_code = put.map_or(599, |r| r.status().as_u16());
                 if put_code == 409 && until_sold_out {
                     break;
@@ -394,19 +503,47 @@ async fn checkout_load(
 
 async fn install_examples(c: &Client, admin: &str, dir: &std::path::Path) -> Result<()> {
     let set = [
-        ("attribute-sale", json!({"name": "attribute-sale", "hook": "promotion", "config": {}})),
-        ("promo-codes", json!({"name": "promo-codes", "hook": "promotion", "config": {"codes": [{"code": "SAVE10", "percent": 1000}]}})),
-        ("purchase-limits", json!({"name": "purchase-limits", "hook": "validation", "config": {"max_per_product": 100}})),
-        ("volume-pricing", json!({"name": "volume-pricing", "hook": "pricing", "config": {"tiers": [{"min_quantity": 3, "percent_off": 5}]}})),
+        (
+            "attribute-sale",
+            json!({"name": "attribute-sale", "hook": "promotion", "config": {}}),
+        ),
+        (
+            "promo-codes",
+            json!({"name": "promo-codes", "hook": "promotion", "config": {"codes": [{"code": "SAVE10", "percent": 1000}]}}),
+        ),
+        (
+            "purchase-limits",
+            json!({"name": "purchase-limits", "hook": "validation", "config": {"max_per_product": 100}}),
+        ),
+        (
+            "volume-pricing",
+            json!({"name": "volume-pricing", "hook": "pricing", "config": {"tiers": [{"min_quantity": 3, "percent_off": 5}]}}),
+        ),
     ];
     for (file, manifest) in set {
         let wasm = std::fs::read(dir.join(format!("{}.wasm", file.replace('-', "_"))))?;
         let form = reqwest::multipart::Form::new()
-            .part("manifest", reqwest::multipart::Part::text(manifest.to_string()).mime_str("application/json")?)
-            .part("component", reqwest::multipart::Part::bytes(wasm).file_name("p.wasm"));
-        let resp = c.http.post(format!("{}/v1/plugins", c.host)).bearer_auth(admin).multipart(form).send().await?;
+            .part(
+                "manifest",
+                reqwest::multipart::Part::text(manifest.to_string())
+                    .mime_str("application/json")?,
+            )
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(wasm).file_name("p.wasm"),
+            );
+        let resp = c
+            .http
+            .post(format!("{}/v1/plugins", c.host))
+            .bearer_auth(admin)
+            .multipart(form)
+            .send()
+            .await?;
         if resp.status().as_u16() != 201 {
-            bail!("installing {file}: {}", resp.text().await.unwrap_or_default());
+            bail!(
+                "installing {file}: {}",
+                resp.text().await.unwrap_or_default()
+            );
         }
     }
     Ok(())
@@ -417,15 +554,29 @@ async fn install_examples(c: &Client, admin: &str, dir: &std::path::Path) -> Res
 fn plugin_micro(dir: &std::path::Path, calls: usize) -> Result<Value> {
     let runtime = Runtime::new(Limits::default())?;
     let set = [
-        ("volume-pricing", Hook::Pricing, r#"{"tiers":[{"min_quantity":3,"percent_off":5}]}"#),
+        (
+            "volume-pricing",
+            Hook::Pricing,
+            r#"{"tiers":[{"min_quantity":3,"percent_off":5}]}"#,
+        ),
         ("attribute-sale", Hook::Promotion, "{}"),
-        ("promo-codes", Hook::Promotion, r#"{"codes":[{"code":"SAVE10","percent":1000}]}"#),
-        ("purchase-limits", Hook::Validation, r#"{"max_per_product":100}"#),
+        (
+            "promo-codes",
+            Hook::Promotion,
+            r#"{"codes":[{"code":"SAVE10","percent":1000}]}"#,
+        ),
+        (
+            "purchase-limits",
+            Hook::Validation,
+            r#"{"max_per_product":100}"#,
+        ),
     ];
     let mut out = serde_json::Map::new();
     for (name, hook, config) in set {
         let bytes = std::fs::read(dir.join(format!("{}.wasm", name.replace('-', "_"))))?;
-        let compiled = runtime.compile(hook, &bytes).map_err(|e| anyhow::anyhow!(e))?;
+        let compiled = runtime
+            .compile(hook, &bytes)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let mut per_size = serde_json::Map::new();
         for lines in [1usize, 10, 100, 1000] {
             let sample: SampleCart = serde_json::from_value(json!({
@@ -446,8 +597,12 @@ fn plugin_micro(dir: &std::path::Path, calls: usize) -> Result<Value> {
                 micros.push(r.elapsed.as_nanos() as u64);
             }
             micros.sort_unstable();
-            let pct = |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
-            per_size.insert(lines.to_string(), json!({"p50_us": pct(0.5), "p99_us": pct(0.99), "fuel": fuel, "calls": n}));
+            let pct =
+                |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+            per_size.insert(
+                lines.to_string(),
+                json!({"p50_us": pct(0.5), "p99_us": pct(0.99), "fuel": fuel, "calls": n}),
+            );
         }
         out.insert(name.to_owned(), Value::Object(per_size));
     }
@@ -456,10 +611,22 @@ fn plugin_micro(dir: &std::path::Path, calls: usize) -> Result<Value> {
 
 fn machine() -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo").lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()).unwrap_or_default();
-    let mem_kb: u64 = read("/proc/meminfo").lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        .unwrap_or_default();
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
     let version = |cmd: &str, arg: &str| {
-        std::process::Command::new(cmd).arg(arg).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
     };
     json!({
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -474,7 +641,10 @@ fn machine() -> Value {
 
 fn markdown(report: &Value) -> String {
     let mut md = String::new();
-    md.push_str(&format!("# Benchmark results\n\nCommand: `{}`\n\n", report["command"].as_str().unwrap_or("")));
+    md.push_str(&format!(
+        "# Benchmark results\n\nCommand: `{}`\n\n",
+        report["command"].as_str().unwrap_or("")
+    ));
     let m = &report["machine"];
     md.push_str(&format!(
         "Machine: {} cores ({}), {} GiB, {}, {}, kernel {}; {}.\nThe load generator, the services and the database share the machine.\n\n",
@@ -491,7 +661,13 @@ fn markdown(report: &Value) -> String {
                     };
                     md.push_str(&format!(
                         "| {name}{extra} | {} | {} | {} | {} | {} | {} | {} |\n",
-                        v["ok_per_s"], v["p50_ms"], v["p95_ms"], v["p99_ms"], v["requests"], v["errors_5xx"], v["statuses"]
+                        v["ok_per_s"],
+                        v["p50_ms"],
+                        v["p95_ms"],
+                        v["p99_ms"],
+                        v["requests"],
+                        v["errors_5xx"],
+                        v["statuses"]
                     ));
                 }
             }
@@ -506,11 +682,13 @@ fn markdown(report: &Value) -> String {
                 keys.sort_by_key(|k| k.parse::<usize>().unwrap_or(0));
                 for k in keys {
                     let v = &sizes[k];
-                    md.push_str(&format!("| {name} | {k} | {} | {} | {} |\n", v["p50_us"], v["p99_us"], v["fuel"]));
+                    md.push_str(&format!(
+                        "| {name} | {k} | {} | {} | {} |\n",
+                        v["p50_us"], v["p99_us"], v["fuel"]
+                    ));
                 }
             }
         }
     }
     md
 }
-
