@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use shopeezy_common::events::RelaySettings;
 
 /// The account service: users, roles, passwords, tokens and revocation.
 ///
@@ -102,6 +103,10 @@ pub struct Config {
     /// Argon2id iterations.
     #[arg(long, env = "SHOPEEZY_ARGON2_ITERATIONS", default_value_t = 2)]
     pub argon2_iterations: u32,
+
+    /// Events: the outbox relay (`SHOPEEZY_AMQP_URL`, `SHOPEEZY_OUTBOX_*`).
+    #[command(flatten)]
+    pub events: RelaySettings,
 }
 
 impl Config {

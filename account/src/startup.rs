@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shopeezy_common::db::{Db, Migrations};
+use shopeezy_common::events::{self, Relay};
 use shopeezy_common::ops::{self, Check, Readiness};
 use shopeezy_common::shutdown::Shutdown;
 use shopeezy_proto::auth::v1::auth_service_server::AuthServiceServer;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub revocation: Revocation,
     /// Password hashing.
     pub hasher: Hasher,
+    /// The outbox relay, which sends the committed events.
+    pub relay: Relay,
 }
 
 /// The service, bound and ready to run.
@@ -69,11 +72,13 @@ impl Application {
             config.login_max_failures,
             config.login_window_secs,
         )?;
+        let relay = Relay::new(db.clone(), config.events.relay_config("account"));
         let state = AppState {
             db,
             keys,
             revocation,
             hasher,
+            relay,
         };
         if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
             ensure_admin(&state, email, password).await?;
@@ -127,6 +132,7 @@ impl Application {
             shutdown,
         } = self;
         let (api, openapi) = crate::http::api(state.clone());
+        let api = events::wake_after_writes(api, &state.relay);
         let router = shopeezy_common::http::layered(
             api.merge(ops::router(readiness(&state), openapi)),
             shopeezy_common::http::DEFAULT_BODY_LIMIT,
@@ -144,8 +150,11 @@ impl Application {
             .add_service(AuthServiceServer::new(AuthGrpc::new(state.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.wait());
 
+        let relay = state.relay.spawn(shutdown.wait());
         let http_server = shopeezy_common::http::serve(http, router, shutdown.wait());
         let (http_result, grpc_result) = tokio::join!(http_server, grpc_server);
+        shutdown.trigger();
+        let _ = relay.await;
         state.db.close().await;
         http_result?;
         grpc_result?;
@@ -165,6 +174,9 @@ fn readiness(state: &AppState) -> Readiness {
                 state.revocation.backend(),
                 Check::from_result(true, state.revocation.ping().await),
             );
+            if let Some(broker) = state.relay.broker_check() {
+                checks.insert("broker", broker);
+            }
             checks
         })
     })

@@ -1,12 +1,14 @@
 //! What every Shopeezy service shares: the problem+json error shape and the
 //! extractors that produce it, the HTTP middleware stack (request ids, tracing,
 //! metrics, limits), the operations endpoints, database connection and
-//! migration, pagination and graceful shutdown.
+//! migration, pagination, graceful shutdown, and the outbox relay that sends
+//! events to RabbitMQ (or to in-process subscribers).
 //!
 //! Kept in one crate so that the account service and the host answer errors,
 //! log and expose metrics the same way.
 
 pub mod db;
+pub mod events;
 pub mod extract;
 pub mod http;
 pub mod ops;

@@ -122,6 +122,24 @@ pub async fn reachable_redis() -> Option<String> {
     }
 }
 
+/// The RabbitMQ server the tests use.
+pub fn amqp_url() -> String {
+    std::env::var("SHOPEEZY_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The AMQP URL when RabbitMQ accepts a connection; `None` when skipped.
+pub async fn reachable_amqp() -> Option<String> {
+    let url = amqp_url();
+    match crate::events::amqp::connect(&url, "shopeezy test probe").await {
+        Ok(connection) => {
+            crate::events::amqp::close(&connection).await;
+            Some(url)
+        }
+        Err(e) => unreachable_server("RabbitMQ", format!("{e:#}")),
+    }
+}
+
 /// A key prefix no other test uses, so tests can share one Redis.
 pub fn unique_prefix() -> String {
     format!("test:{}:", uuid::Uuid::new_v4().simple())

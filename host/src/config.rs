@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use shopeezy_common::events::RelaySettings;
 
 use crate::plugins::limits::Limits;
 
@@ -78,6 +79,10 @@ pub struct Config {
     /// Largest plugin component upload, in KiB.
     #[arg(long, env = "SHOPEEZY_PLUGIN_MAX_KIB", default_value_t = Limits::default().module_bytes >> 10)]
     pub plugin_max_kib: usize,
+
+    /// Events: the outbox relay (`SHOPEEZY_AMQP_URL`, `SHOPEEZY_OUTBOX_*`).
+    #[command(flatten)]
+    pub events: RelaySettings,
 }
 
 impl Config {

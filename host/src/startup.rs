@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shopeezy_common::db::{Db, Migrations};
+use shopeezy_common::events::{self, Relay};
 use shopeezy_common::ops::{self, Check, Readiness};
 use shopeezy_common::shutdown::Shutdown;
 use sqlx::migrate::Migrator;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// The checkout transaction.
     pub checkout: Checkout,
+    /// The outbox relay, which sends the committed events.
+    pub relay: Relay,
 }
 
 /// The service, bound and ready to run.
@@ -61,11 +64,13 @@ impl Application {
         let registry = Registry::load(db.clone(), runtime).await?;
         let pipeline = Pipeline::new(registry);
         let checkout = Checkout::new(db.clone(), pipeline.clone(), config.checkout_max_attempts);
+        let relay = Relay::new(db.clone(), config.events.relay_config("host"));
         let state = AppState {
             db,
             auth,
             pipeline,
             checkout,
+            relay,
         };
         let http = TcpListener::bind(config.http_addr).await?;
         tracing::info!(http = %http.local_addr()?, database = state.db.backend(), "host ready");
@@ -105,11 +110,16 @@ impl Application {
             shutdown,
         } = self;
         let (api, openapi) = crate::http::api(state.clone());
+        let api = events::wake_after_writes(api, &state.relay);
         let router = shopeezy_common::http::layered(
             api.merge(ops::router(readiness(&state), openapi)),
             shopeezy_common::http::DEFAULT_BODY_LIMIT,
         );
-        shopeezy_common::http::serve(http, router, shutdown.wait()).await?;
+        let relay = state.relay.spawn(shutdown.wait());
+        let served = shopeezy_common::http::serve(http, router, shutdown.wait()).await;
+        shutdown.trigger();
+        let _ = relay.await;
+        served?;
         state.db.close().await;
         tracing::info!("host stopped");
         Ok(())
@@ -124,6 +134,9 @@ fn readiness(state: &AppState) -> Readiness {
             let mut checks = BTreeMap::new();
             checks.insert("database", Check::from_result(true, state.db.ping().await));
             checks.insert("auth", Check::from_result(true, state.auth.ping().await));
+            if let Some(broker) = state.relay.broker_check() {
+                checks.insert("broker", broker);
+            }
             checks
         })
     })

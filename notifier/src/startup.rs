@@ -1,0 +1,133 @@
+//! Building and running the service: `Application::build` connects the
+//! database and binds the listener (port 0 in tests); `run_until_stopped`
+//! consumes events and serves the API until a stop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shopeezy_common::db::{Db, Migrations};
+use shopeezy_common::ops::{self, Check, Readiness};
+use shopeezy_common::shutdown::Shutdown;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+
+use crate::auth::AuthClient;
+use crate::config::Config;
+use crate::consumer::{BrokerState, Consumer, Stats};
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/notifier/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/notifier/sqlite");
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The notifications and the processed event ids.
+    pub db: Db,
+    /// The account service, which checks tokens.
+    pub auth: AuthClient,
+    /// What the consumer did.
+    pub stats: Arc<Stats>,
+    /// Whether the consumer is connected.
+    pub broker: BrokerState,
+}
+
+/// The service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    http: TcpListener,
+    state: AppState,
+    consumer: Consumer,
+    shutdown: Shutdown,
+}
+
+impl Application {
+    /// Connects and migrates the database and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let migrations = Migrations {
+            postgres: &POSTGRES_MIGRATIONS,
+            sqlite: &SQLITE_MIGRATIONS,
+        };
+        let db = Db::connect(
+            &config.database_url,
+            config.database_max_connections,
+            migrations,
+        )
+        .await?;
+        let auth = AuthClient::new(&config.auth_grpc_url, config.auth_timeout())?;
+        let http = TcpListener::bind(config.http_addr).await?;
+        let consumer = Consumer::new(db.clone(), config.clone());
+        let state = AppState {
+            db,
+            auth,
+            stats: consumer.stats.clone(),
+            broker: consumer.broker.clone(),
+        };
+        tracing::info!(
+            http = %http.local_addr()?, database = state.db.backend(), queue = %config.queue,
+            "notifier ready"
+        );
+        Ok(Self {
+            http,
+            state,
+            consumer,
+            shutdown: Shutdown::new(),
+        })
+    }
+
+    /// The bound REST address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The switch that stops this application.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The shared state (for tests that look behind the API).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Consumes events and serves the API until the shutdown switch flips;
+    /// the message and the requests in flight are finished first.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            http,
+            state,
+            consumer,
+            shutdown,
+        } = self;
+        let consuming = tokio::spawn(consumer.run(shutdown.clone()));
+        let (api, openapi) = crate::http::api(state.clone());
+        let router = shopeezy_common::http::layered(
+            api.merge(ops::router(readiness(&state), openapi)),
+            shopeezy_common::http::DEFAULT_BODY_LIMIT,
+        );
+        let served = shopeezy_common::http::serve(http, router, shutdown.wait()).await;
+        shutdown.trigger();
+        let _ = consuming.await;
+        state.db.close().await;
+        served?;
+        tracing::info!("notifier stopped");
+        Ok(())
+    }
+}
+
+fn readiness(state: &AppState) -> Readiness {
+    let state = state.clone();
+    Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let mut checks = BTreeMap::new();
+            checks.insert("database", Check::from_result(true, state.db.ping().await));
+            checks.insert("auth", Check::from_result(true, state.auth.ping().await));
+            // The API answers without the broker; events wait in the queue.
+            checks.insert("broker", Check::from_result(false, state.broker.get()));
+            checks
+        })
+    })
+}
