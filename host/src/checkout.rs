@@ -109,6 +109,9 @@ impl Checkout {
             return Ok(placed);
         }
         precheck(&cart)?;
+        // Plugin input only (promotions use usage limits for hard caps): read
+        // outside the transaction, so it adds no read to its conflict set.
+        let order_count = crate::store::orders::count_for_user(&self.db, caller.id).await?;
 
         let _queued = self.queue_behind(&cart).await;
         let mut backoff = Duration::from_millis(2);
@@ -116,17 +119,45 @@ impl Checkout {
             let result = match &self.db {
                 Db::Postgres(pool) => {
                     let mut conn = AdvisoryLocked::acquire(pool, &lock_keys(&cart)).await?;
-                    let result =
-                        attempt(self, conn.connection(), caller, key, &body_hash, request).await;
+                    let result = attempt(
+                        self,
+                        conn.connection(),
+                        caller,
+                        key,
+                        &body_hash,
+                        request,
+                        order_count,
+                    )
+                    .await;
                     conn.release().await;
                     result
                 }
                 Db::Sqlite(pool) => {
                     let mut conn = pool.acquire().await?;
-                    attempt(self, &mut *conn, caller, key, &body_hash, request).await
+                    attempt(
+                        self,
+                        &mut *conn,
+                        caller,
+                        key,
+                        &body_hash,
+                        request,
+                        order_count,
+                    )
+                    .await
                 }
             };
             match result {
+                Err(e) if key_taken(&e) => {
+                    // A request with the same key committed first: answer as it did
+                    // (or 422 if this request differs).
+                    let cart = crate::store::carts::get(&self.db, caller.id).await?;
+                    if let Some(placed) = self
+                        .replay(caller.id, key, &body_hash, &cart_fingerprint(&cart))
+                        .await?
+                    {
+                        return Ok(placed);
+                    }
+                }
                 Err(e) if retryable(&e) && attempt_no < self.max_attempts => {
                     metrics::counter!("host_checkout_retries_total").increment(1);
                     let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64);
@@ -222,13 +253,24 @@ async fn attempt<DB, C>(
     key: &str,
     body_hash: &str,
     request: &CheckoutRequest,
+    order_count: i64,
 ) -> Result<Placed>
 where
     DB: sqlx::Database<Connection = C>,
     C: Connection<Database = DB> + CheckoutTx,
 {
     let mut tx = conn.begin_with(C::BEGIN).await?;
-    match attempt_in_tx(checkout, &mut *tx, caller, key, body_hash, request).await? {
+    match attempt_in_tx(
+        checkout,
+        &mut *tx,
+        caller,
+        key,
+        body_hash,
+        request,
+        order_count,
+    )
+    .await?
+    {
         Outcome::Placed(placed) => {
             tx.commit().await?;
             metrics::counter!("host_checkouts_total", "outcome" => "placed").increment(1);
@@ -245,13 +287,20 @@ async fn attempt_in_tx<C: CheckoutTx>(
     key: &str,
     body_hash: &str,
     request: &CheckoutRequest,
+    order_count: i64,
 ) -> Result<Outcome> {
     // 1. The cart and its products, as this transaction sees them.
     let cart = tx.cart(caller.id).await?;
     let cart_hash = cart_fingerprint(&cart);
 
-    // 2. The same key used before (a racing request may have committed it).
-    if let Some(stored) = tx.idempotency(caller.id, key).await? {
+    // 2. An empty cart may be the work of a racing request with the same key
+    //    that committed first: answer as it did. (A non-empty cart needs no
+    //    read here: the idempotency row's primary key refuses a second use,
+    //    and the retry loop answers that as a replay. Fewer reads, fewer
+    //    serialization conflicts.)
+    if cart.lines.is_empty()
+        && let Some(stored) = tx.idempotency(caller.id, key).await?
+    {
         return stored.answer(body_hash, &cart_hash).map(Outcome::Replayed);
     }
     precheck(&cart)?;
@@ -260,7 +309,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
     let customer = Customer {
         id: caller.id,
         role: caller.role,
-        order_count: tx.order_count(caller.id).await?,
+        order_count,
     };
     let now = shopeezy_common::db::now();
     let priced = checkout.pipeline.price(&cart, &customer, now).await?;
@@ -379,8 +428,19 @@ fn retryable(e: &Error) -> bool {
             matches!(code.as_deref(), Some("40001" | "40P01" | "55P03"))
                 // SQLite: busy or locked.
                 || matches!(code.as_deref(), Some("5" | "6" | "517" | "262"))
-                || (db.is_unique_violation() && db.message().contains("idempotency"))
-                || db.constraint().is_some_and(|c| c.contains("idempotency"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether an attempt failed because the idempotency key was taken by a
+/// request that committed first.
+fn key_taken(e: &Error) -> bool {
+    match e {
+        Error::Database(sqlx::Error::Database(db)) => {
+            db.is_unique_violation()
+                && (db.constraint().is_some_and(|c| c.contains("idempotency"))
+                    || db.message().contains("idempotency"))
         }
         _ => false,
     }
@@ -521,8 +581,6 @@ pub trait CheckoutTx: Send {
         user_id: Uuid,
         key: &str,
     ) -> impl Future<Output = Result<Option<StoredKey>>> + Send;
-    /// How many orders the user placed before.
-    fn order_count(&mut self, user_id: Uuid) -> impl Future<Output = Result<i64>> + Send;
     /// Takes `quantity` of the product's stock if that much is left.
     fn take_stock(
         &mut self,
@@ -579,10 +637,6 @@ macro_rules! checkout_statements {
 
             async fn idempotency(&mut self, user_id: Uuid, key: &str) -> Result<Option<StoredKey>> {
                 Ok(sqlx::query_as(IDEMPOTENCY_SQL).bind(user_id).bind(key).fetch_optional(&mut *self).await?)
-            }
-
-            async fn order_count(&mut self, user_id: Uuid) -> Result<i64> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = $1").bind(user_id).fetch_one(&mut *self).await?)
             }
 
             async fn take_stock(&mut self, product_id: Uuid, quantity: i64) -> Result<bool> {

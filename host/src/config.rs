@@ -52,7 +52,7 @@ pub struct Config {
 
     /// Most attempts of a checkout that meets a serialization failure or a
     /// deadlock (PostgreSQL) before it answers 503.
-    #[arg(long, env = "SHOPEEZY_CHECKOUT_MAX_ATTEMPTS", default_value_t = 12)]
+    #[arg(long, env = "SHOPEEZY_CHECKOUT_MAX_ATTEMPTS", default_value_t = 20)]
     pub checkout_max_attempts: u32,
 
     /// How often this replica checks for plugin changes, in ms (a change is in

@@ -465,6 +465,13 @@ async fn checkout_load(
         async move {
             let mut s = Sample::default();
             let token = &shoppers[w];
+            // Start from an empty cart: an earlier scenario may have left a sold-out line.
+            let _ = c
+                .http
+                .delete(format!("{}/v1/cart", c.host))
+                .bearer_auth(token)
+                .send()
+                .await;
             let mut n = w * 7919;
             while Instant::now() < end {
                 n += 1;
@@ -481,14 +488,25 @@ async fn checkout_load(
                     break;
                 }
                 let t = Instant::now();
-                let code = c
+                let reply = c
                     .http
                     .post(format!("{}/v1/checkout", c.host))
                     .bearer_auth(token)
                     .header("idempotency-key", uuid::Uuid::new_v4().to_string())
                     .send()
-                    .await
-                    .map_or(599, |r| r.status().as_u16());
+                    .await;
+                let code = match reply {
+                    Ok(r) if r.status().is_server_error() => {
+                        let status = r.status().as_u16();
+                        eprintln!(
+                            "checkout answered {status}: {}",
+                            r.text().await.unwrap_or_default()
+                        );
+                        status
+                    }
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 599,
+                };
                 s.micros.push(t.elapsed().as_micros() as u64);
                 *s.statuses.entry(code).or_default() += 1;
                 if code == 409 && until_sold_out {
