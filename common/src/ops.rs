@@ -118,3 +118,24 @@ fn ready(checks: BTreeMap<&'static str, Check>) -> impl IntoResponse {
     });
     (status, axum::Json(body))
 }
+
+/// Declares the `bearer` (JWT) security scheme that every service's
+/// authenticated routes refer to: use as `#[openapi(modifiers(&BearerAuth))]`.
+#[derive(Debug, Clone, Copy)]
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

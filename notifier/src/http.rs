@@ -4,6 +4,7 @@ use axum::Router;
 use axum::extract::State;
 use serde::Deserialize;
 use shopeezy_common::extract::{Json, Query};
+use shopeezy_common::ops::BearerAuth;
 use shopeezy_common::page::{Page, PageQuery};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,24 +23,6 @@ use crate::store::{self, Notification};
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// The API routes (with state applied) and their OpenAPI document.
 pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
