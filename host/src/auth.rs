@@ -10,10 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::Serialize;
 use shopeezy_common::Problem;
-use shopeezy_proto::auth::v1::ValidateTokenRequest;
-use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
-use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use shopeezy_proto::client::{CheckError, TokenChecker};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -67,42 +64,28 @@ impl Caller {
 /// The account service's `AuthService`, on one shared channel.
 #[derive(Debug, Clone)]
 pub struct AuthClient {
-    client: AuthServiceClient<Channel>,
+    checker: TokenChecker,
 }
 
 impl AuthClient {
     /// A client of `url` (`http://host:port`); it connects lazily and
     /// reconnects by itself.
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
         Ok(Self {
-            client: AuthServiceClient::new(channel),
+            checker: TokenChecker::new(url, timeout)?,
         })
     }
 
     /// The caller a token belongs to.
     pub async fn validate(&self, token: &str) -> Result<Caller> {
         let started = std::time::Instant::now();
-        let reply = self
-            .client
-            .clone()
-            .validate_token(ValidateTokenRequest {
-                token: token.to_owned(),
-            })
-            .await;
+        let reply = self.checker.validate(token).await;
         metrics::histogram!("host_auth_validate_seconds").record(started.elapsed().as_secs_f64());
         let reply = match reply {
-            Ok(reply) => reply.into_inner(),
-            Err(status) if status.code() == Code::Unauthenticated => {
-                return Err(Error::unauthenticated(status.message()));
-            }
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "token check failed");
+            Ok(reply) => reply,
+            Err(CheckError::Invalid(why)) => return Err(Error::unauthenticated(&why)),
+            Err(CheckError::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "token check failed");
                 return Err(auth_unavailable());
             }
         };
@@ -115,20 +98,9 @@ impl AuthClient {
         Ok(Caller { id, role })
     }
 
-    /// Whether the account service answers (an empty token must be refused).
+    /// Whether the account service answers.
     pub async fn ping(&self) -> Result<(), String> {
-        match self
-            .client
-            .clone()
-            .validate_token(ValidateTokenRequest {
-                token: String::new(),
-            })
-            .await
-        {
-            Err(status) if status.code() == Code::Unauthenticated => Ok(()),
-            Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
-            Ok(_) => Err("accepted an empty token".into()),
-        }
+        self.checker.ping().await
     }
 }
 

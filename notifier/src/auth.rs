@@ -8,10 +8,7 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use shopeezy_common::Problem;
-use shopeezy_proto::auth::v1::ValidateTokenRequest;
-use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
-use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use shopeezy_proto::client::{CheckError, TokenChecker};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -27,65 +24,40 @@ pub struct Caller {
 /// The account service's `AuthService`, on one shared channel.
 #[derive(Debug, Clone)]
 pub struct AuthClient {
-    client: AuthServiceClient<Channel>,
+    checker: TokenChecker,
 }
 
 impl AuthClient {
     /// A client of `url` (`http://host:port`); it connects lazily and
     /// reconnects by itself.
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
         Ok(Self {
-            client: AuthServiceClient::new(channel),
+            checker: TokenChecker::new(url, timeout)?,
         })
     }
 
     /// The caller a token belongs to.
     pub async fn validate(&self, token: &str) -> Result<Caller> {
-        let reply = self
-            .client
-            .clone()
-            .validate_token(ValidateTokenRequest {
-                token: token.to_owned(),
-            })
-            .await;
-        let reply = match reply {
-            Ok(reply) => reply.into_inner(),
-            Err(status) if status.code() == Code::Unauthenticated => {
-                return Err(Error::unauthenticated(status.message()));
+        match self.checker.validate(token).await {
+            Ok(reply) => {
+                let id = Uuid::parse_str(&reply.user_id).map_err(|e| Error::Internal(e.into()))?;
+                Ok(Caller { id })
             }
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "token check failed");
-                return Err(Problem::unavailable(
+            Err(CheckError::Invalid(why)) => Err(Error::unauthenticated(&why)),
+            Err(CheckError::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "token check failed");
+                Err(Problem::unavailable(
                     "auth_unavailable",
                     "tokens cannot be checked right now; try again shortly",
                 )
-                .into());
+                .into())
             }
-        };
-        let id = Uuid::parse_str(&reply.user_id).map_err(|e| Error::Internal(e.into()))?;
-        Ok(Caller { id })
+        }
     }
 
-    /// Whether the account service answers (an empty token must be refused).
+    /// Whether the account service answers.
     pub async fn ping(&self) -> Result<(), String> {
-        match self
-            .client
-            .clone()
-            .validate_token(ValidateTokenRequest {
-                token: String::new(),
-            })
-            .await
-        {
-            Err(status) if status.code() == Code::Unauthenticated => Ok(()),
-            Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
-            Ok(_) => Err("accepted an empty token".into()),
-        }
+        self.checker.ping().await
     }
 }
 

@@ -10,5 +10,7 @@ pub mod auth {
     }
 }
 
+pub mod client;
+
 /// The encoded file descriptors of every service here, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("shopeezy_descriptor");
