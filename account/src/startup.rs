@@ -100,16 +100,12 @@ impl Application {
 
     /// The bound REST address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        shopeezy_common::http::bound_addr(&self.http)
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        shopeezy_common::http::bound_addr(&self.grpc)
     }
 
     /// The switch that stops this application.
@@ -133,10 +129,7 @@ impl Application {
         } = self;
         let (api, openapi) = crate::http::api(state.clone());
         let api = events::wake_after_writes(api, &state.relay);
-        let router = shopeezy_common::http::layered(
-            api.merge(ops::router(readiness(&state), openapi)),
-            shopeezy_common::http::DEFAULT_BODY_LIMIT,
-        );
+        let router = ops::app(api, readiness(&state), openapi);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthGrpc>>().await;
@@ -164,21 +157,17 @@ impl Application {
 }
 
 fn readiness(state: &AppState) -> Readiness {
-    let state = state.clone();
-    Arc::new(move || {
-        let state = state.clone();
-        Box::pin(async move {
-            let mut checks = BTreeMap::new();
-            checks.insert("database", Check::from_result(true, state.db.ping().await));
-            checks.insert(
-                state.revocation.backend(),
-                Check::from_result(true, state.revocation.ping().await),
-            );
-            if let Some(broker) = state.relay.broker_check() {
-                checks.insert("broker", broker);
-            }
-            checks
-        })
+    ops::readiness(state.clone(), |state| async move {
+        let mut checks = BTreeMap::new();
+        checks.insert("database", Check::from_result(true, state.db.ping().await));
+        checks.insert(
+            state.revocation.backend(),
+            Check::from_result(true, state.revocation.ping().await),
+        );
+        if let Some(broker) = state.relay.broker_check() {
+            checks.insert("broker", broker);
+        }
+        checks
     })
 }
 

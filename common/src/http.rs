@@ -111,3 +111,10 @@ pub async fn serve(
 
 /// How long a service waits for requests in flight after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The address a listener is bound to (unspecified if the OS cannot say).
+pub fn bound_addr(listener: &tokio::net::TcpListener) -> std::net::SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+}

@@ -139,3 +139,22 @@ impl utoipa::Modify for BearerAuth {
         );
     }
 }
+
+/// A [`Readiness`] from a state and an async check of it: the check runs on
+/// each `/readyz` with its own clone of the state.
+pub fn readiness<S, F, Fut>(state: S, check: F) -> Readiness
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = BTreeMap<&'static str, Check>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(check(state.clone())))
+}
+
+/// A service's API with the operations routes, in the shared middleware.
+pub fn app(api: Router, readiness: Readiness, openapi: utoipa::openapi::OpenApi) -> Router {
+    crate::http::layered(
+        api.merge(router(readiness, openapi)),
+        crate::http::DEFAULT_BODY_LIMIT,
+    )
+}

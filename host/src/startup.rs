@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use shopeezy_common::db::{Db, Migrations};
@@ -86,9 +85,7 @@ impl Application {
 
     /// The bound REST address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        shopeezy_common::http::bound_addr(&self.http)
     }
 
     /// The switch that stops this application.
@@ -111,10 +108,7 @@ impl Application {
         } = self;
         let (api, openapi) = crate::http::api(state.clone());
         let api = events::wake_after_writes(api, &state.relay);
-        let router = shopeezy_common::http::layered(
-            api.merge(ops::router(readiness(&state), openapi)),
-            shopeezy_common::http::DEFAULT_BODY_LIMIT,
-        );
+        let router = ops::app(api, readiness(&state), openapi);
         let relay = state.relay.spawn(shutdown.wait());
         let served = shopeezy_common::http::serve(http, router, shutdown.wait()).await;
         shutdown.trigger();
@@ -127,17 +121,13 @@ impl Application {
 }
 
 fn readiness(state: &AppState) -> Readiness {
-    let state = state.clone();
-    Arc::new(move || {
-        let state = state.clone();
-        Box::pin(async move {
-            let mut checks = BTreeMap::new();
-            checks.insert("database", Check::from_result(true, state.db.ping().await));
-            checks.insert("auth", Check::from_result(true, state.auth.ping().await));
-            if let Some(broker) = state.relay.broker_check() {
-                checks.insert("broker", broker);
-            }
-            checks
-        })
+    ops::readiness(state.clone(), |state| async move {
+        let mut checks = BTreeMap::new();
+        checks.insert("database", Check::from_result(true, state.db.ping().await));
+        checks.insert("auth", Check::from_result(true, state.auth.ping().await));
+        if let Some(broker) = state.relay.broker_check() {
+            checks.insert("broker", broker);
+        }
+        checks
     })
 }

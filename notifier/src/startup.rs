@@ -77,9 +77,7 @@ impl Application {
 
     /// The bound REST address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        shopeezy_common::http::bound_addr(&self.http)
     }
 
     /// The switch that stops this application.
@@ -103,10 +101,7 @@ impl Application {
         } = self;
         let consuming = tokio::spawn(consumer.run(shutdown.clone()));
         let (api, openapi) = crate::http::api(state.clone());
-        let router = shopeezy_common::http::layered(
-            api.merge(ops::router(readiness(&state), openapi)),
-            shopeezy_common::http::DEFAULT_BODY_LIMIT,
-        );
+        let router = ops::app(api, readiness(&state), openapi);
         let served = shopeezy_common::http::serve(http, router, shutdown.wait()).await;
         shutdown.trigger();
         let _ = consuming.await;
@@ -118,16 +113,12 @@ impl Application {
 }
 
 fn readiness(state: &AppState) -> Readiness {
-    let state = state.clone();
-    Arc::new(move || {
-        let state = state.clone();
-        Box::pin(async move {
-            let mut checks = BTreeMap::new();
-            checks.insert("database", Check::from_result(true, state.db.ping().await));
-            checks.insert("auth", Check::from_result(true, state.auth.ping().await));
-            // The API answers without the broker; events wait in the queue.
-            checks.insert("broker", Check::from_result(false, state.broker.get()));
-            checks
-        })
+    ops::readiness(state.clone(), |state| async move {
+        let mut checks = BTreeMap::new();
+        checks.insert("database", Check::from_result(true, state.db.ping().await));
+        checks.insert("auth", Check::from_result(true, state.auth.ping().await));
+        // The API answers without the broker; events wait in the queue.
+        checks.insert("broker", Check::from_result(false, state.broker.get()));
+        checks
     })
 }

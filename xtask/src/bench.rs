@@ -233,13 +233,13 @@ impl Sample {
     }
 }
 
-async fn timed<F, Fut>(seconds: u64, workers: usize, make: F) -> Sample
+/// Runs `workers` workers (each until its own deadline) and merges their samples.
+async fn timed<F, Fut>(workers: usize, make: F) -> Sample
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Sample>,
 {
     let started = Instant::now();
-    let _ = seconds;
     let parts = join_all((0..workers).map(&make)).await;
     let mut all = Sample::default();
     for p in parts {
@@ -331,7 +331,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
         ("get_product_anonymous", "product", false),
         ("get_cart_authenticated", "cart", true),
     ] {
-        let s = timed(seconds, 8, |w| {
+        let s = timed(8, |w| {
             let (c, shoppers, products) = (c.clone(), shoppers.clone(), products.clone());
             async move {
                 let mut s = Sample::default();
@@ -359,7 +359,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     }
 
     // 2. Logins (argon2id at its production cost), 4 clients.
-    let logins = timed(seconds, 4, |_| {
+    let logins = timed(4, |_| {
         let c = c.clone();
         async move {
             let mut s = Sample::default();
@@ -460,7 +460,7 @@ async fn checkout_load(
     until_sold_out: bool,
 ) -> Sample {
     stop.store(false, Ordering::SeqCst);
-    timed(0, level, |w| {
+    timed(level, |w| {
         let (c, shoppers, products) = (c.clone(), shoppers.clone(), products.clone());
         async move {
             let mut s = Sample::default();

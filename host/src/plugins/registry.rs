@@ -197,6 +197,11 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// Every change to `plugins` runs this in its own transaction: replicas
+/// reload when the generation moves.
+const BUMP_GENERATION: &str =
+    "UPDATE plugin_generation SET generation = generation + 1 WHERE id = 1";
+
 /// Most bytes of a plugin's config (as JSON text).
 pub const MAX_CONFIG_BYTES: usize = 64 << 10;
 
@@ -430,7 +435,7 @@ impl Registry {
             .execute(&mut *tx)
             .await
             .map_err(|e| crate::store::conflict_on(e, "name", "plugin_name_taken", "a plugin of that name is installed in this scope"))?;
-            sqlx::query("UPDATE plugin_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
+            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         self.refresh().await?;
@@ -477,15 +482,13 @@ impl Registry {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query("UPDATE plugin_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
+            if done == 1 {
+                sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             done == 1
         });
-        if !found {
-            return Ok(None);
-        }
-        self.refresh().await?;
-        self.get(id).await
+        self.changed(found, id).await
     }
 
     /// Swaps in a new component (the next version); `None` when there is no
@@ -508,10 +511,18 @@ impl Registry {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query("UPDATE plugin_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
+            if done == 1 {
+                sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             done == 1
         });
+        self.changed(found, id).await
+    }
+
+    /// After a change to plugin `id` (`found`: whether it existed): this
+    /// replica's snapshot reloaded, and the plugin as it is now.
+    async fn changed(&self, found: bool, id: Uuid) -> Result<Option<Plugin>> {
         if !found {
             return Ok(None);
         }
@@ -523,11 +534,15 @@ impl Registry {
     pub async fn delete(&self, id: Uuid) -> Result<bool> {
         let found = with_tx!(&self.db, tx => {
             let done = sqlx::query("DELETE FROM plugins WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
-            sqlx::query("UPDATE plugin_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *tx).await?;
+            if done == 1 {
+                sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             done == 1
         });
-        self.refresh().await?;
+        if found {
+            self.refresh().await?;
+        }
         Ok(found)
     }
 }
