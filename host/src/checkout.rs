@@ -625,12 +625,12 @@ pub trait CheckoutTx: Send {
 }
 
 macro_rules! checkout_statements {
-    ($conn:ty, $begin:expr) => {
+    ($conn:ty, $begin:expr, $postgres:expr) => {
         impl CheckoutTx for $conn {
             const BEGIN: &'static str = $begin;
 
             async fn cart(&mut self, user_id: Uuid) -> Result<Cart> {
-                let rows: Vec<LineRow> = sqlx::query_as(&lines_sql()).bind(user_id).fetch_all(&mut *self).await?;
+                let rows: Vec<LineRow> = sqlx::query_as(&lines_sql($postgres)).bind(user_id).fetch_all(&mut *self).await?;
                 let codes: Vec<String> = sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(&mut *self).await?;
                 Ok(Cart { lines: rows.into_iter().map(Line::from).collect(), codes })
             }
@@ -757,6 +757,7 @@ macro_rules! checkout_statements {
 // predicate lock on the whole table and make unrelated checkouts conflict.
 checkout_statements!(
     PgConnection,
-    "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off"
+    "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off",
+    true
 );
-checkout_statements!(SqliteConnection, "BEGIN IMMEDIATE");
+checkout_statements!(SqliteConnection, "BEGIN IMMEDIATE", false);

