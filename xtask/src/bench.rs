@@ -470,7 +470,9 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
             }
             super::ceiling::finish(&url)?;
         } else {
-            eprintln!("pgbench is not installed: no ceiling (Debian: apt install postgresql-client)");
+            eprintln!(
+                "pgbench is not installed: no ceiling (Debian: apt install postgresql-client)"
+            );
         }
     }
 
@@ -750,7 +752,13 @@ fn markdown(report: &Value) -> String {
             };
             md.push_str(&format!(
                 "| {name}{extra} | {} | {} | {} | {} | {} | {} | {} |\n",
-                v["ok_per_s"], v["p50_ms"], v["p95_ms"], v["p99_ms"], v["requests"], v["errors_5xx"], v["statuses"]
+                v["ok_per_s"],
+                v["p50_ms"],
+                v["p95_ms"],
+                v["p99_ms"],
+                v["requests"],
+                v["errors_5xx"],
+                v["statuses"]
             ));
         }
         let ceiling = result["ceiling"].as_object().unwrap_or(&empty);
@@ -764,7 +772,13 @@ fn markdown(report: &Value) -> String {
                 let v = &ceiling[level];
                 md.push_str(&format!(
                     "| {level} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    v["checkout_ok_per_s"], v["tps"], v["ratio"], v["p50_ms"], v["p99_ms"], v["retried"], v["failed"]
+                    v["checkout_ok_per_s"],
+                    v["tps"],
+                    v["ratio"],
+                    v["p50_ms"],
+                    v["p99_ms"],
+                    v["retried"],
+                    v["failed"]
                 ));
             }
         }

@@ -55,7 +55,10 @@ pub fn finish(url: &str) -> Result<()> {
 /// Runs the script with `clients` shoppers for `seconds`; throughput,
 /// latency percentiles (from pgbench's per-transaction log), failures and retries.
 pub fn run(url: &str, catalog: usize, clients: usize, seconds: u64) -> Result<Value> {
-    let logs = std::env::temp_dir().join(format!("shopeezy-pgbench-{}", uuid::Uuid::new_v4().simple()));
+    let logs = std::env::temp_dir().join(format!(
+        "shopeezy-pgbench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&logs)?;
     let script = root().join("bench").join("pgbench").join("checkout.sql");
     let out = Command::new("pgbench")
