@@ -20,8 +20,8 @@ use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
 
 use super::{Services, cargo, root, status};
 
-/// The plugin micro-benchmarks (`host/benches/plugins.rs`), in the same
-/// profile as the services.
+/// Criterion's report of the plugin micro-benchmarks
+/// (`host/benches/plugins.rs`, `--full` only), in the same profile as the services.
 const PLUGIN_BENCH: [&str; 7] = [
     "bench",
     "--profile",
@@ -67,7 +67,9 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
         "shopeezy-host",
     ]))?;
     let plugins = super::plugins::build(true)?;
-    status(cargo().args(PLUGIN_BENCH).arg("--no-run"))?;
+    if full {
+        status(cargo().args(PLUGIN_BENCH).arg("--no-run"))?;
+    }
     let backends: Vec<&str> = match backend {
         Some(b @ ("postgres" | "sqlite")) => vec![b],
         Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
@@ -82,8 +84,12 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
         let result = runtime.block_on(bench_backend(backend, &plan, &plugins))?;
         results.insert(backend.to_owned(), result);
     }
-    eprintln!("== plugins (host/benches/plugins.rs, optimised)");
-    let plugin_results = plugin_micro(&plugins, if full { 10_000 } else { 2000 })?;
+    // Instantiate-and-call of each example and the pricing pipeline with all
+    // of them versus none, at 1 to 1,000 lines, in this process: xtask links
+    // the host library built as the server is (dev profile, optimised).
+    eprintln!("== plugins (shopeezy_host::plugins::bench)");
+    let plugin_results =
+        shopeezy_host::plugins::bench::percentiles(&plugins, if full { 10_000 } else { 2000 })?;
     if full {
         eprintln!("== plugins, criterion (report in target/criterion)");
         status(
@@ -679,26 +685,6 @@ async fn install_examples(
         }
     }
     Ok(())
-}
-
-/// Instantiate-and-call latency of each example plugin, and of the pricing
-/// pipeline with all examples versus none, at 1, 10, 100 and 1,000 lines:
-/// `host/benches/plugins.rs` in its percentile mode, built like the server.
-fn plugin_micro(dir: &std::path::Path, calls: usize) -> Result<Value> {
-    let out = std::env::temp_dir().join(format!(
-        "shopeezy-plugin-bench-{}.json",
-        uuid::Uuid::new_v4().simple()
-    ));
-    status(
-        cargo()
-            .args(PLUGIN_BENCH)
-            .env("SHOPEEZY_TEST_PLUGINS_DIR", dir)
-            .env("SHOPEEZY_BENCH_PERCENTILES", &out)
-            .env("SHOPEEZY_BENCH_CALLS", calls.to_string()),
-    )?;
-    let report = serde_json::from_str(&std::fs::read_to_string(&out)?)?;
-    let _ = std::fs::remove_file(&out);
-    Ok(report)
 }
 
 fn machine() -> Value {
