@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: starts the system (the dev profile's binaries, in
 //! which every crate is optimised) on PostgreSQL and on the SQLite default,
 //! drives it over real HTTP with real tokens and idempotency keys, and writes
-//! `bench/results/latest.{md,json}` with the machine's cores, memory and
+//! `bench/results/{quick,full}.{md,json}` (by the run's kind) with the machine's cores, memory and
 //! versions.
 //!
 //! The load generator runs on the same machine as the services and the
@@ -42,6 +42,7 @@ struct Plan {
 
 /// Runs the benchmarks and writes the results.
 pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
+    let kind = if full { "full" } else { "quick" };
     let plan = if full {
         Plan {
             seconds: 20,
@@ -99,7 +100,7 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
         )?;
     }
     let report = json!({
-        "command": format!("cargo xtask bench{}", if full { " --full" } else { " --quick" }),
+        "command": format!("cargo xtask bench --{kind}{}", backend.map_or(String::new(), |b| format!(" --backend {b}"))),
         "machine": machine(),
         "plan": {"seconds_per_level": plan.seconds, "levels": plan.levels, "hot_stock": plan.hot_stock, "catalog": plan.catalog},
         "backends": results,
@@ -109,11 +110,11 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
     let dir = root().join("bench").join("results");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
-        dir.join("latest.json"),
+        dir.join(format!("{kind}.json")),
         serde_json::to_string_pretty(&report)?,
     )?;
     let md = markdown(&report);
-    std::fs::write(dir.join("latest.md"), &md)?;
+    std::fs::write(dir.join(format!("{kind}.md")), &md)?;
     println!("{md}");
     println!("written to {}", dir.display());
     Ok(())
