@@ -2,7 +2,7 @@
 -- (PUT /v1/cart/items/{id} with quantity 1, then POST /v1/checkout) as the
 -- SQL the host sends PostgreSQL for it, with no HTTP, no tokens, no JSON and
 -- no Rust in between. `cargo xtask bench` runs it against the host's own
--- database, in the same run, after the HTTP scenarios:
+-- database, in the same run, after the HTTP scenarios (services stopped):
 --
 --   pgbench -n -M prepared --max-tries 20 -D catalog=1000 -c 32 -j 2 -T 20 \
 --           -f bench/pgbench/checkout.sql <host database URL>
@@ -14,8 +14,9 @@
 -- the priced view) and host/src/checkout.rs (precheck, advisory locks,
 -- the SERIALIZABLE transaction); pgbench retries a serialization failure
 -- like the host's retry loop (the host tries 20 times too). Not in it: the
--- account service's token checks, the outbox relay (running beside it, as
--- during the HTTP scenarios, it drains these events too) and plugins.
+-- account service's token checks, the outbox relay (the services are
+-- stopped while it runs, so their pools leave PostgreSQL's connections to
+-- pgbench) and plugins.
 
 \set n random(0, :catalog - 1)
 SELECT id AS pid, ('00000000-0000-4000-8000-' || lpad(:client_id::text, 12, '0'))::uuid AS uid,

@@ -232,13 +232,7 @@ impl Sample {
 
     fn summary(mut self) -> Value {
         self.micros.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if self.micros.is_empty() {
-                return 0.0;
-            }
-            let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
-            self.micros[i] as f64 / 1000.0
-        };
+        let pct = |p: f64| millis_at(&self.micros, p);
         let ok: u64 = self
             .statuses
             .iter()
@@ -259,6 +253,15 @@ impl Sample {
             "errors_5xx": five,
         })
     }
+}
+
+/// The `p` quantile (0–1, nearest rank) of sorted microseconds, in
+/// milliseconds; 0 when there are none.
+pub fn millis_at(sorted_micros: &[u64], p: f64) -> f64 {
+    let Some(last) = sorted_micros.len().checked_sub(1) else {
+        return 0.0;
+    };
+    sorted_micros[(last as f64 * p).round() as usize] as f64 / 1000.0
 }
 
 /// Runs `workers` workers (each until its own deadline) and merges their samples.
@@ -303,37 +306,11 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     let seconds = plan.seconds;
     let deadline = move || Instant::now() + Duration::from_secs(seconds);
 
-    // Setup: an admin, a seller with the catalog, shoppers.
+    // Setup: an admin, the catalog, shoppers.
     let admin = c.login("admin@bench.local", "bench-admin-password").await?;
-    let mut products = Vec::with_capacity(plan.catalog);
-    let made = join_all((0..plan.catalog).map(|i| {
-        let c = c.clone();
-        let admin = admin.clone();
-        async move {
-            let body = json!({"sku": format!("SKU-{i}"), "name": format!("Product {i}"), "price": 1000 + i as i64, "currency": "USD", "stock": 1_000_000, "tags": ["bench"]});
-            c.post(format!("{}/v1/products", c.host), Some(&admin), body).await
-        }
-    }))
-    .await;
-    for m in made {
-        let (code, body) = m?;
-        if code != 201 {
-            bail!("creating a product: {code} {body}");
-        }
-        products.push(body["id"].as_str().context("no id")?.to_owned());
-    }
+    let products = catalog(&c, &admin, plan.catalog).await?;
     let max_level = plan.levels.iter().copied().max().unwrap_or(1);
-    let mut shoppers = Vec::new();
-    for chunk in (0..max_level).collect::<Vec<_>>().chunks(8) {
-        let made = join_all(chunk.iter().map(|i| {
-            let c = c.clone();
-            async move { c.user(&format!("shopper{i}")).await }
-        }))
-        .await;
-        for m in made {
-            shoppers.push(m?);
-        }
-    }
+    let shoppers = shoppers(&c, max_level).await?;
     let products = Arc::new(products);
     let shoppers = Arc::new(shoppers);
 
@@ -448,49 +425,14 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
 
     memory.insert("after_load".into(), resident(&services));
 
-    // 5. The ceiling: the same SQL, driven by pgbench against the same database.
-    let mut ceiling = serde_json::Map::new();
-    if backend == "postgres" {
-        if super::ceiling::available() {
-            let url = env
-                .iter()
-                .find(|(k, _)| k == "SHOPEEZY_HOST_DATABASE_URL")
-                .map(|(_, v)| v.clone())
-                .context("no host database")?;
-            let catalog = super::ceiling::prepare(&url)?;
-            for &level in &plan.levels {
-                eprintln!("pgbench, {level} clients");
-                let run = super::ceiling::run(&url, catalog, level, plan.seconds)?;
-                let checkout = out
-                    .get(&format!("checkout_spread_{level}"))
-                    .and_then(|s| s["ok_per_s"].as_f64())
-                    .unwrap_or(0.0);
-                let tps = run["tps"].as_f64().unwrap_or(0.0);
-                let mut run = run;
-                run["checkout_ok_per_s"] = json!(checkout);
-                run["ratio"] = json!(if tps > 0.0 {
-                    (checkout / tps * 1000.0).round() / 1000.0
-                } else {
-                    0.0
-                });
-                ceiling.insert(level.to_string(), run);
-            }
-            super::ceiling::finish(&url)?;
-        } else {
-            eprintln!(
-                "pgbench is not installed: no ceiling (Debian: apt install postgresql-client)"
-            );
-        }
-    }
-
-    // 6. Checkout with the example plugins installed, one and eight clients.
+    // 5. Checkout with the example plugins installed, one and eight clients.
     install_examples(&c, &admin, plugin_dir, 0..4).await?;
     for level in [1, 8] {
         let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
         out.insert(format!("checkout_spread_{level}_with_plugins"), s.summary());
     }
 
-    // 7. Ten plugins installed, each run once by a cart view.
+    // 6. Ten plugins installed, each run once by a cart view.
     install_examples(&c, &admin, plugin_dir, 4..10).await?;
     let _ = c
         .http
@@ -512,27 +454,116 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     memory.insert("ten_plugins".into(), resident(&services));
 
     services.stop();
-    if backend == "postgres" {
-        for (key, value) in &env {
-            if key.ends_with("DATABASE_URL") {
-                let name = value.rsplit('/').next().unwrap_or_default();
-                let _ = std::process::Command::new("psql")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-U",
-                        "postgres",
-                        "-d",
-                        "postgres",
-                        "-qc",
-                        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                    ])
-                    .status();
-            }
-        }
-    }
+
+    // The ceiling: the same SQL, driven by pgbench against the same database,
+    // once the services are stopped (their pools would take connections
+    // pgbench needs at 64 clients; PostgreSQL allows 100).
+    let ceiling = if backend == "postgres" {
+        ceiling(&env, plan, &out)
+    } else {
+        Ok(serde_json::Map::new())
+    };
+    drop_databases(&env);
+    let ceiling = ceiling?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({"scenarios": out, "memory": memory, "ceiling": ceiling}))
+}
+
+/// Creates `n` products (`SKU-0`…) with ample stock; their ids.
+async fn catalog(c: &Arc<Client>, admin: &str, n: usize) -> Result<Vec<String>> {
+    let made = join_all((0..n).map(|i| {
+        let c = c.clone();
+        let admin = admin.to_owned();
+        async move {
+            let body = json!({"sku": format!("SKU-{i}"), "name": format!("Product {i}"), "price": 1000 + i as i64, "currency": "USD", "stock": 1_000_000, "tags": ["bench"]});
+            c.post(format!("{}/v1/products", c.host), Some(&admin), body).await
+        }
+    }))
+    .await;
+    let mut products = Vec::with_capacity(n);
+    for m in made {
+        let (code, body) = m?;
+        if code != 201 {
+            bail!("creating a product: {code} {body}");
+        }
+        products.push(body["id"].as_str().context("no id")?.to_owned());
+    }
+    Ok(products)
+}
+
+/// Registers `n` shoppers, eight at a time; their access tokens.
+async fn shoppers(c: &Arc<Client>, n: usize) -> Result<Vec<String>> {
+    let mut shoppers = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
+        let made = join_all(chunk.iter().map(|i| {
+            let c = c.clone();
+            async move { c.user(&format!("shopper{i}")).await }
+        }))
+        .await;
+        for m in made {
+            shoppers.push(m?);
+        }
+    }
+    Ok(shoppers)
+}
+
+/// pgbench on the checkout's SQL against the host's own database, at each
+/// level, beside the HTTP checkout's throughput at that level (`scenarios`).
+fn ceiling(
+    env: &[(String, String)],
+    plan: &Plan,
+    scenarios: &serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>> {
+    let mut ceiling = serde_json::Map::new();
+    if !super::ceiling::available() {
+        eprintln!("pgbench is not installed: no ceiling (Debian: apt install postgresql-client)");
+        return Ok(ceiling);
+    }
+    let url = env
+        .iter()
+        .find(|(k, _)| k == "SHOPEEZY_HOST_DATABASE_URL")
+        .map(|(_, v)| v.clone())
+        .context("no host database")?;
+    let catalog = super::ceiling::prepare(&url)?;
+    for &level in &plan.levels {
+        eprintln!("pgbench, {level} clients");
+        let mut run = super::ceiling::run(&url, catalog, level, plan.seconds)?;
+        let checkout = scenarios
+            .get(&format!("checkout_spread_{level}"))
+            .and_then(|s| s["ok_per_s"].as_f64())
+            .unwrap_or(0.0);
+        let tps = run["tps"].as_f64().unwrap_or(0.0);
+        run["checkout_ok_per_s"] = json!(checkout);
+        run["ratio"] = json!(if tps > 0.0 {
+            (checkout / tps * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        });
+        ceiling.insert(level.to_string(), run);
+    }
+    super::ceiling::finish(&url)?;
+    Ok(ceiling)
+}
+
+/// Drops the run's PostgreSQL databases.
+fn drop_databases(env: &[(String, String)]) {
+    for (key, value) in env {
+        if key.ends_with("DATABASE_URL") && value.starts_with("postgres") {
+            let name = value.rsplit('/').next().unwrap_or_default();
+            let _ = std::process::Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .status();
+        }
+    }
 }
 
 /// Resident memory now (VmRSS) and at its peak since start (VmHWM) of each
@@ -751,7 +782,7 @@ fn markdown(report: &Value) -> String {
         let ceiling = result["ceiling"].as_object().unwrap_or(&empty);
         if !ceiling.is_empty() {
             md.push_str(&format!(
-                "\n### {backend}: checkout against its ceiling\n\nThe ceiling is `bench/pgbench/checkout.sql` (the SQL of one shopper iteration: add to cart, check out) run by pgbench against the same database right after the HTTP scenarios.\n\n| shoppers | checkout ok/s | pgbench tps | ratio | pgbench p50 ms | p99 ms | retried | failed |\n|---|---|---|---|---|---|---|---|\n"
+                "\n### {backend}: checkout against its ceiling\n\nThe ceiling is `bench/pgbench/checkout.sql` (the SQL of one shopper iteration: add to cart, check out) run by pgbench against the same database after the HTTP scenarios, with the services stopped.\n\n| shoppers | checkout ok/s | pgbench tps | ratio | pgbench p50 ms | p99 ms | retried | failed |\n|---|---|---|---|---|---|---|---|\n"
             ));
             let mut levels: Vec<_> = ceiling.keys().collect();
             levels.sort_by_key(|k| k.parse::<usize>().unwrap_or(0));

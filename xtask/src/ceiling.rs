@@ -95,12 +95,7 @@ pub fn run(url: &str, catalog: usize, clients: usize, seconds: u64) -> Result<Va
     let (mut micros, failed) = read_logs(&logs)?;
     let _ = std::fs::remove_dir_all(&logs);
     micros.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if micros.is_empty() {
-            return 0.0;
-        }
-        micros[((micros.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
-    };
+    let pct = |p: f64| super::bench::millis_at(&micros, p);
     Ok(json!({
         "tps": (tps * 10.0).round() / 10.0,
         "transactions": field("number of transactions actually processed:").unwrap_or(0.0),
@@ -119,12 +114,11 @@ fn read_logs(dir: &Path) -> Result<(Vec<u64>, u64)> {
     for entry in std::fs::read_dir(dir)? {
         let text = std::fs::read_to_string(entry?.path())?;
         for line in text.lines() {
-            match line.split_whitespace().nth(2) {
-                Some(latency) => match latency.parse::<u64>() {
+            if let Some(latency) = line.split_whitespace().nth(2) {
+                match latency.parse::<u64>() {
                     Ok(us) => micros.push(us),
                     Err(_) => failed += 1,
-                },
-                None => {}
+                }
             }
         }
     }
