@@ -425,7 +425,13 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
 
     memory.insert("after_load".into(), resident(&services));
 
-    // 5. Checkout with the example plugins installed, one and eight clients.
+    // 5. Checkout with the example plugins installed, one and eight clients,
+    //    against the same levels without them measured just before (the
+    //    database has grown since the first scenarios).
+    for level in [1, 8] {
+        let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
+        out.insert(format!("checkout_spread_{level}_before_plugins"), s.summary());
+    }
     install_examples(&c, &admin, plugin_dir, 0..4).await?;
     for level in [1, 8] {
         let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
