@@ -36,7 +36,7 @@ SELECT p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.s
   FROM cart_items c CROSS JOIN LATERAL (SELECT * FROM products p WHERE p.id = c.product_id AND p.deleted_at IS NULL OFFSET 0) p
  WHERE c.user_id = :uid ORDER BY p.id;
 SELECT code FROM cart_codes WHERE user_id = :uid ORDER BY added_at, code;
-SELECT COUNT(*) FROM orders WHERE user_id = :uid;
+SELECT placed FROM customer_order_counts WHERE user_id = :uid;
 
 -- POST /v1/checkout: the cart, the key, the order count, read before any lock.
 SELECT p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.stock, p.tags, p.attributes, p.created_at, p.updated_at, c.quantity
@@ -44,7 +44,7 @@ SELECT p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.s
  WHERE c.user_id = :uid ORDER BY p.id;
 SELECT code FROM cart_codes WHERE user_id = :uid ORDER BY added_at, code;
 SELECT body_hash, cart_hash, order_id, status, response FROM idempotency WHERE user_id = :uid AND key = :k;
-SELECT COUNT(*) FROM orders WHERE user_id = :uid;
+SELECT placed FROM customer_order_counts WHERE user_id = :uid;
 
 -- The product's session advisory lock, then the transaction.
 SELECT pg_advisory_lock(hashtextextended(:pid, 0));
@@ -62,6 +62,8 @@ INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, curren
   RETURNING id AS oid \gset
 INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments)
   VALUES (:oid, 0, :pid, 'SKU-1', 'Product 1', :uid, 1, 1000, 1000, '[]');
+INSERT INTO customer_order_counts (user_id, placed) VALUES (:uid, 1)
+  ON CONFLICT (user_id) DO UPDATE SET placed = customer_order_counts.placed + 1;
 INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
   VALUES (:uid, :k, '4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945',
           'b5d4045c3f466fa91fe2cc6abe79232a1a57cdf104f7a26e716e0a1e2789df78', :oid, 201,

@@ -38,7 +38,9 @@ use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::pricing::{Customer, Pipeline, PricedCart};
 use crate::store::carts::{CODES_SQL, Cart, Line, LineRow, lines_sql};
-use crate::store::orders::{INSERT_ITEM_SQL, INSERT_ORDER_SQL, Order, Status, status_event};
+use crate::store::orders::{
+    COUNT_ORDER_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL, Order, Status, status_event,
+};
 
 /// What the client sent.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -587,7 +589,7 @@ pub trait CheckoutTx: Send {
         product_id: Uuid,
         quantity: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
-    /// Writes the order and its lines.
+    /// Writes the order and its lines, and counts it for its user.
     fn insert_order(&mut self, order: &Order) -> impl Future<Output = Result<()>> + Send;
     /// Writes the idempotency record.
     fn insert_idempotency(
@@ -681,6 +683,10 @@ macro_rules! checkout_statements {
                         .execute(&mut *self)
                         .await?;
                 }
+                sqlx::query(COUNT_ORDER_SQL)
+                    .bind(order.user_id)
+                    .execute(&mut *self)
+                    .await?;
                 Ok(())
             }
 

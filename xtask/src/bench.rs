@@ -430,7 +430,10 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     //    database has grown since the first scenarios).
     for level in [1, 8] {
         let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
-        out.insert(format!("checkout_spread_{level}_before_plugins"), s.summary());
+        out.insert(
+            format!("checkout_spread_{level}_before_plugins"),
+            s.summary(),
+        );
     }
     install_examples(&c, &admin, plugin_dir, 0..4).await?;
     for level in [1, 8] {

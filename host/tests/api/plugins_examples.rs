@@ -13,6 +13,7 @@ both_backends!(
     volume_pricing_lowers_the_unit_price_at_a_tier,
     attribute_sale_discounts_the_lines_on_sale,
     promo_codes_apply_only_once_entered,
+    a_first_order_code_stops_once_an_order_is_placed,
     purchase_limits_block_checkout_with_the_violations,
     pricing_runs_before_promotions_and_each_hook_by_priority,
 );
@@ -275,6 +276,51 @@ async fn promo_codes_apply_only_once_entered(backend: Backend) {
     let order = app.place_order(&carol).await;
     assert_charged_as_shown(&order, &cart);
     assert_eq!(order["total"], 6_000);
+}
+
+/// Plugins see how many orders the customer placed (`order-count`), kept by
+/// the checkout itself: a first-order code works until the first order.
+async fn a_first_order_code_stops_once_an_order_is_placed(backend: Backend) {
+    let Some(wasm) = component("promo_codes") else {
+        return;
+    };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let seller = app.seller().await;
+    let mug = id_of(
+        &app.product_with(&seller, "Mug", 2_000, 100, &[], json!({}))
+            .await,
+    );
+    app.install_plugin(
+        &app.admin,
+        "promo-codes",
+        "promotion",
+        &wasm,
+        json!({"config": {"codes": [{"code": "WELCOME", "fixed": 500, "first_order_only": true}]}}),
+    )
+    .await;
+
+    let alice = app.customer().await;
+    let bob = app.customer().await;
+    for shopper in [&alice, &bob] {
+        app.put_item(shopper, mug, 1).await.expect(200);
+        app.add_code(shopper, "WELCOME").await.expect(200);
+    }
+    let cart = app.cart_view(&alice).await;
+    assert_eq!(cart["total"], 1_500, "a first order: {cart}");
+    let order = app.place_order(&alice).await;
+    assert_charged_as_shown(&order, &cart);
+
+    // Alice has placed an order now; Bob has not.
+    app.put_item(&alice, mug, 1).await.expect(200);
+    app.add_code(&alice, "WELCOME").await.expect(200);
+    let cart = app.cart_view(&alice).await;
+    assert_eq!(cart["adjustments"], json!([]), "a second order: {cart}");
+    assert_eq!(cart["total"], 2_000);
+    let order = app.place_order(&alice).await;
+    assert_eq!(order["total"], 2_000);
+    assert_eq!(app.cart_view(&bob).await["total"], 1_500);
 }
 
 async fn purchase_limits_block_checkout_with_the_violations(backend: Backend) {
