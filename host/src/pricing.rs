@@ -165,8 +165,9 @@ impl Pipeline {
     /// bounded in time: on a multi-threaded runtime they run here, after
     /// `block_in_place` hands this worker's other tasks to another thread
     /// (no wait for a thread to wake: a `spawn_blocking` round trip added
-    /// ~60 µs to four plugins' ~100 µs, measured with
-    /// `host/benches/plugins.rs`); elsewhere on the blocking pool.
+    /// ~60 µs to four plugins' ~100 µs, measured with `cargo xtask bench`);
+    /// elsewhere on the blocking pool. With plugins installed, the whole
+    /// run's time is the `pricing_seconds` metric.
     pub async fn price(
         &self,
         cart: &Cart,
@@ -178,18 +179,22 @@ impl Pipeline {
         if snapshot.is_empty() {
             return price_with(&snapshot, runtime, cart, customer, now);
         }
-        if tokio::runtime::Handle::current().runtime_flavor()
+        let started = std::time::Instant::now();
+        let priced = if tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread
         {
-            return tokio::task::block_in_place(|| {
-                price_with(&snapshot, runtime, cart, customer, now)
-            });
-        }
-        let runtime = runtime.clone();
-        let (cart, customer) = (cart.clone(), customer.clone());
-        tokio::task::spawn_blocking(move || price_with(&snapshot, &runtime, &cart, &customer, now))
+            tokio::task::block_in_place(|| price_with(&snapshot, runtime, cart, customer, now))
+        } else {
+            let runtime = runtime.clone();
+            let (cart, customer) = (cart.clone(), customer.clone());
+            tokio::task::spawn_blocking(move || {
+                price_with(&snapshot, &runtime, &cart, &customer, now)
+            })
             .await
             .map_err(|e| Error::Internal(e.into()))?
+        };
+        metrics::histogram!("pricing_seconds").record(started.elapsed().as_secs_f64());
+        priced
     }
 }
 

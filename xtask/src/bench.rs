@@ -440,6 +440,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
         let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
         out.insert(format!("checkout_spread_{level}_with_plugins"), s.summary());
     }
+    let pricing = in_server_pricing(&c).await?;
 
     // 6. Ten plugins installed, each run once by a cart view.
     install_examples(&c, &admin, plugin_dir, 4..10).await?;
@@ -475,7 +476,9 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     drop_databases(&env);
     let ceiling = ceiling?;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(json!({"scenarios": out, "memory": memory, "ceiling": ceiling}))
+    Ok(
+        json!({"scenarios": out, "memory": memory, "ceiling": ceiling, "pricing_in_server": pricing}),
+    )
 }
 
 /// Creates `n` products (`SKU-0`…) with ample stock; their ids.
@@ -573,6 +576,48 @@ fn drop_databases(env: &[(String, String)]) {
                 .status();
         }
     }
+}
+
+/// What the host's own metrics say about pricing with the four examples
+/// (the cart views and checkouts of the with-plugins scenarios): the whole
+/// pipeline (`pricing_seconds`) and each plugin call (`plugin_call_seconds`),
+/// p50 and p99 in µs.
+async fn in_server_pricing(c: &Client) -> Result<Value> {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.host))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut out = serde_json::Map::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some((metric, labels)) = name.split_once('{') else {
+            continue;
+        };
+        let quantile = match labels.rsplit_once("quantile=\"") {
+            Some((_, "0.5\"}")) => "p50_us",
+            Some((_, "0.99\"}")) => "p99_us",
+            _ => continue,
+        };
+        let key = match metric {
+            "pricing_seconds" => "pipeline".to_owned(),
+            "plugin_call_seconds" => labels
+                .split_once("plugin=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map_or_else(String::new, |(plugin, _)| plugin.to_owned()),
+            _ => continue,
+        };
+        let us = value.parse::<f64>().unwrap_or(0.0) * 1e6;
+        out.entry(key)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|o| o.insert(quantile.to_owned(), json!((us * 10.0).round() / 10.0)));
+    }
+    Ok(Value::Object(out))
 }
 
 /// Resident memory now (VmRSS) and at its peak since start (VmHWM) of each
@@ -822,6 +867,15 @@ fn markdown(report: &Value) -> String {
                 cell("after_load"),
                 cell("ten_plugins")
             ));
+        }
+        if let Some(pricing) = result["pricing_in_server"]
+            .as_object()
+            .filter(|p| !p.is_empty())
+        {
+            md.push_str(&format!("\n### {backend}: pricing inside the host, four examples (its own metrics)\n\n| what | p50 µs | p99 µs |\n|---|---|---|\n"));
+            for (what, v) in pricing {
+                md.push_str(&format!("| {what} | {} | {} |\n", v["p50_us"], v["p99_us"]));
+            }
         }
         md.push('\n');
     }
