@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: starts the system (the dev profile's binaries, in
 //! which every crate is optimised) on PostgreSQL and on the SQLite default,
 //! drives it over real HTTP with real tokens and idempotency keys, and writes
-//! `bench/results/{quick,full}.{md,json}` (by the run's kind) with the machine's cores, memory and
-//! versions.
+//! `bench/results/{quick,full}.{md,json}` (by the run's kind) with the
+//! machine's cores, memory and versions.
 //!
 //! The load generator runs on the same machine as the services and the
 //! database (2 cores here): every figure includes that competition.
@@ -612,10 +612,9 @@ async fn in_server_pricing(c: &Client) -> Result<Value> {
             _ => continue,
         };
         let us = value.parse::<f64>().unwrap_or(0.0) * 1e6;
-        out.entry(key)
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .map(|o| o.insert(quantile.to_owned(), json!((us * 10.0).round() / 10.0)));
+        if let Some(figures) = out.entry(key).or_insert_with(|| json!({})).as_object_mut() {
+            figures.insert(quantile.to_owned(), json!((us * 10.0).round() / 10.0));
+        }
     }
     Ok(Value::Object(out))
 }

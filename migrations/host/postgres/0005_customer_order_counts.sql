@@ -1,7 +1,6 @@
 -- How many orders each user placed, kept by the checkout that places them:
 -- plugins see it as `customer.order-count` on every cart view and checkout,
--- and counting a user's orders each time grew with their history (a shopper
--- with 4,000 orders paid ~1 ms per count in `cargo xtask bench`).
+-- and counting a user's orders each time grew with their history.
 CREATE TABLE customer_order_counts (
     user_id UUID   PRIMARY KEY,
     placed  BIGINT NOT NULL CHECK (placed >= 0)
