@@ -92,21 +92,11 @@ impl Error {
                 "revocation_unavailable",
                 "tokens cannot be checked right now; try again shortly",
             ),
-            Self::Database(e) if is_unavailable(e) => Problem::unavailable(
-                "database_unavailable",
-                "the database cannot be reached right now",
-            ),
+            Self::Database(e) => shopeezy_common::db::failure_problem(e),
             Self::Problem(problem) => problem.clone(),
-            Self::Database(_) | Self::Internal(_) => Problem::internal(),
+            Self::Internal(_) => Problem::internal(),
         }
     }
-}
-
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-    )
 }
 
 impl IntoResponse for Error {
@@ -131,7 +121,7 @@ impl From<Error> for tonic::Status {
             Error::Invalid { .. } => Self::invalid_argument(message),
             Error::Throttled(_) => Self::resource_exhausted(message),
             Error::RevocationUnavailable(_) => Self::unavailable(message),
-            Error::Database(ref e) if shopeezy_common::db::failure_problem(e).status == 503 => {
+            Error::Database(ref e) if shopeezy_common::db::fault(e).is_some() => {
                 Self::unavailable(message)
             }
             Error::Problem(ref p) if p.status < 500 => Self::invalid_argument(message),

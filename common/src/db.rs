@@ -1,18 +1,49 @@
 //! Databases: a service runs on SQLite (the embedded default) or PostgreSQL,
 //! chosen by its URL. Queries that read the same on both are written once with
 //! [`with_db!`](crate::with_db); the rest live in each store's backend module.
+//!
+//! Faults are answered, not suffered:
+//! - **PostgreSQL out of reach.** A watcher keeps one connection of its own
+//!   and pings it; while the server cannot be reached, [`Db::pool`] hands out
+//!   a pool that is already closed, so every query fails at once (503
+//!   `database_unavailable` with `Retry-After`) instead of waiting the pool's
+//!   acquire timeout. When the server answers again the real pool is back;
+//!   its idle connections are tested before use, so dead ones are replaced.
+//! - **A connection left in a bad state.** A connection that goes back to
+//!   the pool still inside a transaction (a `COMMIT` or `ROLLBACK` that failed
+//!   on a full or read-only disk) is closed, never reused. On SQLite, a
+//!   connection opened while the data file could not be written (SQLite then
+//!   opens it read-only, for good) is closed once the file is writable again.
+//! - [`failure_problem`] answers each kind of failure: 503 when the database
+//!   cannot be reached or cannot write, 507 when its disk is full.
 
+use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
+use axum::http::{HeaderValue, StatusCode, header};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
+/// A service's database: the pool of one of the two backends, and what is
+/// known of its health.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: Pool,
+    /// A closed pool of the same backend, handed out while the server is out
+    /// of reach (PostgreSQL only).
+    tripped: Option<Pool>,
+    health: Arc<Health>,
+}
+
 /// A pool on one of the two backends.
 #[derive(Debug, Clone)]
-pub enum Db {
+pub enum Pool {
     /// PostgreSQL, for production.
     Postgres(PgPool),
     /// SQLite, the embedded default.
@@ -25,9 +56,9 @@ pub enum Db {
 #[macro_export]
 macro_rules! with_db {
     ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            $crate::db::Db::Postgres($pool) => $body,
-            $crate::db::Db::Sqlite($pool) => $body,
+        match $crate::db::Db::pool($db) {
+            $crate::db::Pool::Postgres($pool) => $body,
+            $crate::db::Pool::Sqlite($pool) => $body,
         }
     };
 }
@@ -41,6 +72,15 @@ pub struct Migrations<'a> {
     pub sqlite: &'a Migrator,
 }
 
+/// How long a request waits for a pooled connection before its 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the watcher pings PostgreSQL while it answers, and while it
+/// does not: how long a lost server takes to be noticed, and a returned one.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+const WATCH_EVERY_WHILE_DOWN: Duration = Duration::from_millis(250);
+/// The longest a ping or a connect of the watcher may take.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite://…`), creating the
     /// database (or the SQLite file and its folder) when missing, and applies
@@ -50,21 +90,55 @@ impl Db {
         max_connections: u32,
         migrations: Migrations<'_>,
     ) -> anyhow::Result<Self> {
+        let health = Arc::new(Health::default());
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Self::Postgres(connect_postgres(url, max_connections).await?)
+            let options = PgConnectOptions::from_str(url)?
+                .log_statements(tracing::log::LevelFilter::Trace);
+            create_postgres_database(&options).await?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+                .connect_with(options.clone())
+                .await?;
+            let tripped = PgPoolOptions::new().connect_lazy_with(options.clone());
+            tripped.close().await;
+            migrations.postgres.run(&pool).await?;
+            watch_postgres(options, Arc::downgrade(&health), pool.clone());
+            Self {
+                pool: Pool::Postgres(pool),
+                tripped: Some(Pool::Postgres(tripped)),
+                health,
+            }
         } else if url.starts_with("sqlite:") {
-            Self::Sqlite(connect_sqlite(url, max_connections).await?)
+            let pool = connect_sqlite(url, max_connections, &health).await?;
+            migrations.sqlite.run(&pool).await?;
+            Self {
+                pool: Pool::Sqlite(pool),
+                tripped: None,
+                health,
+            }
         } else {
             anyhow::bail!(
                 "unsupported database URL (expected postgres:// or sqlite://): {}",
                 redact(url)
             );
         };
-        match &db {
-            Self::Postgres(pool) => migrations.postgres.run(pool).await?,
-            Self::Sqlite(pool) => migrations.sqlite.run(pool).await?,
-        }
         Ok(db)
+    }
+
+    /// The pool to run a query on: the real one, or, while the server is out
+    /// of reach, a closed one that refuses at once.
+    pub fn pool(&self) -> &Pool {
+        match &self.tripped {
+            Some(tripped) if self.health.unreachable.load(Ordering::Relaxed) => tripped,
+            _ => &self.pool,
+        }
+    }
+
+    /// Whether the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
     }
 
     /// Whether the database answers.
@@ -74,26 +148,101 @@ impl Db {
 
     /// `postgres` or `sqlite`.
     pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Postgres(_) => "postgres",
-            Self::Sqlite(_) => "sqlite",
+        match self.pool {
+            Pool::Postgres(_) => "postgres",
+            Pool::Sqlite(_) => "sqlite",
         }
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        with_db!(self, pool => pool.close().await)
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
     }
 }
 
-async fn connect_postgres(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace);
-    create_postgres_database(&options).await?;
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await?)
+/// What is known of a database's health, shared with its pool's hooks and
+/// its watcher.
+#[derive(Debug, Default)]
+struct Health {
+    /// PostgreSQL: the watcher cannot reach the server.
+    unreachable: AtomicBool,
+    /// SQLite: connections opened at or before this instant (nanoseconds
+    /// since [`epoch`]) may have been opened read-only.
+    suspect_until: AtomicU64,
+}
+
+/// The instant the process' clock readings count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Pings PostgreSQL on a connection of its own (not the pool's, which a
+/// busy service may have exhausted) and trips or restores the circuit. It
+/// stops when the service's database is dropped or closed.
+fn watch_postgres(options: PgConnectOptions, health: Weak<Health>, pool: PgPool) {
+    tokio::spawn(async move {
+        let mut conn: Option<PgConnection> = None;
+        loop {
+            if pool.is_closed() {
+                break;
+            }
+            let reached = probe(&options, &mut conn).await;
+            let Some(health) = health.upgrade() else {
+                break;
+            };
+            if let Some(reached) = reached {
+                let was = health.unreachable.swap(!reached, Ordering::Relaxed);
+                if was != !reached {
+                    if reached {
+                        tracing::info!("the database answers again");
+                    } else {
+                        tracing::warn!("the database cannot be reached; answering 503 at once until it can");
+                    }
+                }
+            }
+            let every = if health.unreachable.load(Ordering::Relaxed) {
+                WATCH_EVERY_WHILE_DOWN
+            } else {
+                WATCH_EVERY
+            };
+            drop(health);
+            tokio::time::sleep(every).await;
+        }
+        if let Some(conn) = conn {
+            let _ = conn.close().await;
+        }
+    });
+}
+
+/// Whether the server answers: `Some(false)` only when it is out of reach
+/// (refused, reset, shutting down, silent); `None` when it answered with an
+/// error that says nothing of its reachability (e.g. too many connections).
+async fn probe(options: &PgConnectOptions, conn: &mut Option<PgConnection>) -> Option<bool> {
+    if let Some(c) = conn.as_mut() {
+        match tokio::time::timeout(WATCH_TIMEOUT, c.ping()).await {
+            Ok(Ok(())) => return Some(true),
+            _ => *conn = None,
+        }
+    }
+    match tokio::time::timeout(WATCH_TIMEOUT, options.connect()).await {
+        Ok(Ok(c)) => {
+            *conn = Some(c);
+            Some(true)
+        }
+        // A full server is busy, not gone: the pool may still hold connections.
+        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("53300") => None,
+        Ok(Err(e)) if fault(&e) == Some(Fault::Unreachable) => Some(false),
+        Ok(Err(_)) => None,
+        Err(_) => Some(false),
+    }
 }
 
 /// Creates the URL's database when it does not exist yet.
@@ -119,24 +268,98 @@ async fn create_postgres_database(options: &PgConnectOptions) -> anyhow::Result<
     Ok(())
 }
 
-async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<SqlitePool> {
+async fn connect_sqlite(
+    url: &str,
+    max_connections: u32,
+    health: &Arc<Health>,
+) -> anyhow::Result<SqlitePool> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10));
-    if let Some(dir) = options
-        .get_filename()
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
+    let file = options.get_filename().to_owned();
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    let watch = SqliteWatch {
+        health: health.clone(),
+        file: Arc::new(file),
+    };
+    let (on_connect, on_acquire, on_release) = (watch.clone(), watch.clone(), watch);
     Ok(SqlitePoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |_, _| {
+            let watch = on_connect.clone();
+            Box::pin(async move {
+                watch.opened();
+                Ok(())
+            })
+        })
+        .before_acquire(move |conn, meta| {
+            let watch = on_acquire.clone();
+            Box::pin(async move { Ok(watch.reusable(conn, meta)) })
+        })
+        .after_release(move |conn, meta| {
+            let watch = on_release.clone();
+            Box::pin(async move {
+                // Let a rollback queued by a dropped transaction run first:
+                // only a connection it could not end is still inside one.
+                conn.ping().await?;
+                Ok(watch.reusable(conn, meta))
+            })
+        })
         .connect_with(options)
         .await?)
+}
+
+/// Keeps an SQLite pool free of connections a disk fault left unusable.
+#[derive(Debug, Clone)]
+struct SqliteWatch {
+    health: Arc<Health>,
+    file: Arc<PathBuf>,
+}
+
+impl SqliteWatch {
+    /// A new connection: if the file cannot be written now, SQLite has opened
+    /// it read-only, and stays so.
+    fn opened(&self) {
+        if !self.writable() {
+            tracing::warn!(file = %self.file.display(), "the database file cannot be written; writes answer 503 until it can");
+            self.health
+                .suspect_until
+                .store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a connection may serve another request: not when it is still
+    /// inside a transaction, nor when it was opened read-only by a fault that
+    /// has passed.
+    fn reusable(&self, conn: &sqlx::SqliteConnection, meta: PoolConnectionMetadata) -> bool {
+        if conn.is_in_transaction() {
+            tracing::warn!("closing a database connection left inside a transaction");
+            return false;
+        }
+        let suspect_until = self.health.suspect_until.load(Ordering::Relaxed);
+        if suspect_until == 0 {
+            return true;
+        }
+        let opened = Instant::now()
+            .checked_sub(meta.age)
+            .map_or(0, nanos_since_epoch);
+        // Opened during the fault: keep it only while the fault lasts.
+        opened > suspect_until || !self.writable()
+    }
+
+    fn writable(&self) -> bool {
+        match std::fs::OpenOptions::new().write(true).open(&*self.file) {
+            Ok(_) => true,
+            // In memory, or not created yet: nothing read-only about it.
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
 }
 
 /// The name of the unique constraint (PostgreSQL) or the `table.column`
@@ -174,17 +397,76 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The answer for a database failure: 503 when the database cannot be
-/// reached (the client may retry), 500 otherwise. The cause is for the log.
-pub fn failure_problem(err: &sqlx::Error) -> crate::Problem {
+/// A failure of the database itself, as opposed to one of the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The server cannot be reached, is shutting down, or cannot write right
+    /// now (read-only, busy, an I/O error): another try may succeed.
+    Unreachable,
+    /// Its disk is full.
+    DiskFull,
+}
+
+/// What kind of fault `err` is, if it is one.
+pub fn fault(err: &sqlx::Error) -> Option<Fault> {
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            crate::Problem::unavailable(
-                "database_unavailable",
-                "the database cannot be reached right now",
-            )
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Some(Fault::Unreachable),
+        // A connection cut mid-message reads as a protocol error.
+        sqlx::Error::Protocol(_) => Some(Fault::Unreachable),
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite: the primary result code is the low byte of the
+                // extended one. FULL; BUSY, LOCKED, READONLY, IOERR, CANTOPEN.
+                return match code.parse::<i32>().map(|n| n & 0xff) {
+                    Ok(13) => Some(Fault::DiskFull),
+                    Ok(5 | 6 | 8 | 10 | 14) => Some(Fault::Unreachable),
+                    _ => None,
+                };
+            }
+            match code {
+                "53100" => Some(Fault::DiskFull),
+                // Connection exceptions (class 08), admin or crash shutdown,
+                // cannot connect now, too many connections, a read-only
+                // (standby) server, an I/O error.
+                c if c.starts_with("08") => Some(Fault::Unreachable),
+                "57P01" | "57P02" | "57P03" | "53300" | "25006" | "58030" => {
+                    Some(Fault::Unreachable)
+                }
+                _ => None,
+            }
         }
-        _ => crate::Problem::internal(),
+        _ => None,
+    }
+}
+
+/// How long a client is asked to wait before retrying after a fault.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// The answer for a database failure: 503 `database_unavailable` when the
+/// database cannot be reached or cannot write now, 507 `storage_full` when
+/// its disk is full (both with `Retry-After`), 500 otherwise. The cause is
+/// for the log.
+pub fn failure_problem(err: &sqlx::Error) -> crate::Problem {
+    let retry_after = HeaderValue::from_static(RETRY_AFTER_SECS);
+    match fault(err) {
+        Some(Fault::Unreachable) => crate::Problem::unavailable(
+            "database_unavailable",
+            "the database cannot be reached right now; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, retry_after),
+        Some(Fault::DiskFull) => crate::Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            "the database has no space left to write; nothing was changed",
+        )
+        .with_header(header::RETRY_AFTER, retry_after),
+        None => crate::Problem::internal(),
     }
 }
 
@@ -195,13 +477,13 @@ pub fn failure_problem(err: &sqlx::Error) -> crate::Problem {
 #[macro_export]
 macro_rules! with_tx {
     ($db:expr, $tx:ident => $body:expr) => {
-        match $db {
-            $crate::db::Db::Postgres(pool) => {
+        match $crate::db::Db::pool($db) {
+            $crate::db::Pool::Postgres(pool) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin().await?;
                 $body
             }
-            $crate::db::Db::Sqlite(pool) => {
+            $crate::db::Pool::Sqlite(pool) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 $body
@@ -215,4 +497,25 @@ macro_rules! with_tx {
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_told_apart_from_statement_errors() {
+        assert_eq!(fault(&sqlx::Error::PoolTimedOut), Some(Fault::Unreachable));
+        assert_eq!(fault(&sqlx::Error::RowNotFound), None);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(fault(&sqlx::Error::Io(reset)), Some(Fault::Unreachable));
+        assert_eq!(failure_problem(&sqlx::Error::PoolClosed).status, 503);
+        assert!(
+            failure_problem(&sqlx::Error::PoolClosed)
+                .headers
+                .iter()
+                .any(|(name, _)| name == header::RETRY_AFTER)
+        );
+        assert_eq!(failure_problem(&sqlx::Error::RowNotFound).status, 500);
+    }
 }

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 
 use crate::Problem;
 
-/// A JSON body (or answer). Wrong syntax is 400 `malformed_json`, wrong types
-/// or unknown fields 422 `invalid_body`, a missing content type 415, an
-/// oversized body 413.
+/// A JSON body (or answer). Wrong syntax is 400 `malformed_json`, wrong types,
+/// unknown fields or a NUL character in a string 422 `invalid_body`, a
+/// missing content type 415, an oversized body 413.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -25,11 +25,73 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(json_problem(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_problem(e.status(), e.body_text()))?;
+        refuse_nul_in_json(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_problem(rejection)),
         }
     }
+}
+
+/// Whether the request says its body is JSON (`application/json` or any
+/// `application/…+json`), as axum's own extractor requires.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// The problem for a text holding the NUL character: no database stores it
+/// (PostgreSQL refuses it in text), so no input may carry it.
+fn nul_problem(status: StatusCode, code: &str) -> Problem {
+    Problem::new(
+        status,
+        code,
+        "text must not contain the NUL character (U+0000)",
+    )
+}
+
+/// Refuses a JSON document with a NUL character in any string (`\u0000`;
+/// a raw NUL byte is not valid JSON and fails to parse anyway). Every JSON
+/// body goes through here, so no handler has to remember it.
+pub fn refuse_nul_in_json(bytes: &[u8]) -> Result<(), Problem> {
+    let mut i = 0;
+    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'\\') {
+        let at = i + offset;
+        match bytes.get(at + 1) {
+            Some(b'u') if bytes.get(at + 2..at + 6) == Some(&b"0000"[..]) => {
+                return Err(nul_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
+            }
+            // Skip the escaped character, so `\\u0000` (a backslash, then
+            // "u0000") is not taken for a NUL.
+            Some(_) => i = at + 2,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Whether a percent-encoded part of a URL decodes to a NUL somewhere.
+fn has_encoded_nul(raw: &str) -> bool {
+    raw.contains("%00")
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -84,6 +146,9 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if has_encoded_nul(parts.uri.path()) {
+            return Err(nul_problem(StatusCode::BAD_REQUEST, "invalid_path"));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(path_problem(rejection)),
@@ -107,6 +172,9 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(has_encoded_nul) {
+            return Err(nul_problem(StatusCode::BAD_REQUEST, "invalid_query"));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
             Err(rejection) => Err(query_problem(rejection)),
@@ -152,5 +220,20 @@ where
             .await
             .map(Self)
             .map_err(|e| body_problem(e.status(), e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_escape_is_refused_and_an_escaped_backslash_is_not() {
+        assert!(refuse_nul_in_json(br#"{"q":"a\u0000b"}"#).is_err());
+        assert!(refuse_nul_in_json(br#"{"q":"\\u0000"}"#).is_ok());
+        assert!(refuse_nul_in_json(br#"{"q":"\\\u0000"}"#).is_err());
+        assert!(refuse_nul_in_json(br#"{"q":"\u00001"}"#).is_err());
+        assert!(refuse_nul_in_json(br#"{"q":"\u0001 \n \""}"#).is_ok());
+        assert!(refuse_nul_in_json(br#"{"q":"trailing\"#).is_ok());
     }
 }

@@ -205,3 +205,27 @@ impl TcpProxy {
         self.addr.to_string()
     }
 }
+
+/// `host:port` of a `scheme://[user[:password]@]host:port[/path]` URL.
+pub fn url_host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_owned()
+}
+
+/// `url` with its `host:port` replaced by `host_port`, e.g. to reach a
+/// server through a [`TcpProxy`].
+pub fn url_via(url: &str, host_port: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let userinfo = authority
+        .rsplit_once('@')
+        .map(|(userinfo, _)| format!("{userinfo}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{userinfo}{host_port}{path}")
+}

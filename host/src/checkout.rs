@@ -1,20 +1,31 @@
 //! Checkout: the caller's cart becomes an order in one transaction.
 //!
 //! Read top to bottom:
-//! 1. [`checkout`] answers a replay at once, refuses an empty or short cart
-//!    without writing, then orders contention: checkouts of the same product
-//!    queue in this process (striped locks) and, on PostgreSQL, across
-//!    replicas (session advisory locks taken *before* the transaction's
-//!    snapshot). Then it runs [`attempt`] until it commits, retrying a
-//!    serialization failure or deadlock a bounded number of times with
-//!    jittered backoff.
-//! 2. [`attempt`] is the transaction (SERIALIZABLE on PostgreSQL,
-//!    `BEGIN IMMEDIATE` on SQLite): read the idempotency record, the cart and
-//!    its products; run the pricing pipeline on that snapshot; take each
-//!    line's stock only if enough is left (`… WHERE stock >= qty`, in product
-//!    order); write the order, its lines, the idempotency record and the
-//!    `order.placed` event; empty the cart. Nothing of a failed attempt stays.
-//! 3. [`CheckoutTx`] holds the statements, the same text on both backends.
+//! 1. [`Checkout::checkout`] tries until one attempt answers: it retries a
+//!    serialization failure, a deadlock, stock or a cart changed under it, a
+//!    bounded number of times with jittered backoff, and a database that
+//!    went away (restart, failover, cut connection) a few times more.
+//! 2. [`Checkout::try_once`] answers a replay at once and refuses an empty or
+//!    short cart without writing; then it prices the cart it read — plugins
+//!    run here, holding no lock and no connection, so a slow plugin delays
+//!    only its own shopper — and orders contention: checkouts of the same
+//!    product queue in this process (striped locks) and, on PostgreSQL,
+//!    across replicas (session advisory locks taken *before* the
+//!    transaction's snapshot).
+//! 3. [`attempt`] is the transaction (SERIALIZABLE on PostgreSQL,
+//!    `BEGIN IMMEDIATE` on SQLite): read the cart again and check that it is
+//!    what was priced (otherwise the next try prices it again); take each
+//!    limited discount's use and each line's stock only if enough is left
+//!    (`… WHERE stock >= qty`, in product order); write the order, its lines,
+//!    the idempotency record and the `order.placed` event; empty the cart.
+//!    Nothing of a failed attempt stays.
+//! 4. [`CheckoutTx`] holds the statements, the same text on both backends.
+//!
+//! What gives correctness: the transaction's isolation (SERIALIZABLE, or
+//! SQLite's single writer), the conditional stock and usage updates, the
+//! idempotency record's primary key, and the priced-snapshot check. What
+//! only gives throughput: the striped locks and advisory locks (they order
+//! contention so that fewer attempts fail) and pricing outside the lock.
 
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -27,7 +38,7 @@ use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use shopeezy_common::Problem;
-use shopeezy_common::db::Db;
+use shopeezy_common::db::{Db, Pool};
 use shopeezy_common::insert_event;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -91,7 +102,8 @@ impl Checkout {
         }
     }
 
-    /// Places the caller's cart as an order under `key`.
+    /// Places the caller's cart as an order under `key`: tries until one
+    /// attempt commits, answers, or the retries run out.
     pub async fn checkout(
         &self,
         caller: &Caller,
@@ -99,72 +111,16 @@ impl Checkout {
         request: &CheckoutRequest,
     ) -> Result<Placed> {
         let body_hash = hash_hex(&serde_json::to_vec(&request.expected_total).unwrap_or_default());
-
-        // A replay, an empty cart and a short cart are answered without a lock
-        // or a write. The cart is read before the key: a racing request with
-        // the same key that commits in between leaves the key to be found.
-        let cart = crate::store::carts::get(&self.db, caller.id).await?;
-        if let Some(placed) = self
-            .replay(caller.id, key, &body_hash, &cart_fingerprint(&cart))
-            .await?
-        {
-            return Ok(placed);
-        }
-        precheck(&cart)?;
-        // Plugin input only (promotions use usage limits for hard caps): read
-        // outside the transaction, so it adds no read to its conflict set.
-        let order_count = crate::store::orders::count_for_user(&self.db, caller.id).await?;
-
-        let _queued = self.queue_behind(&cart).await;
         let mut backoff = Duration::from_millis(2);
+        let mut faults = 0;
         for attempt_no in 1..=self.max_attempts {
-            let result = match &self.db {
-                Db::Postgres(pool) => {
-                    let mut conn = AdvisoryLocked::acquire(pool, &lock_keys(&cart)).await?;
-                    let result = attempt(
-                        self,
-                        conn.connection(),
-                        caller,
-                        key,
-                        &body_hash,
-                        request,
-                        order_count,
-                    )
-                    .await;
-                    conn.release().await;
-                    result
-                }
-                Db::Sqlite(pool) => {
-                    let mut conn = pool.acquire().await?;
-                    attempt(
-                        self,
-                        &mut *conn,
-                        caller,
-                        key,
-                        &body_hash,
-                        request,
-                        order_count,
-                    )
-                    .await
-                }
-            };
-            match result {
-                Err(e) if key_taken(&e) => {
-                    // A request with the same key committed first: answer as it did
-                    // (or 422 if this request differs).
-                    let cart = crate::store::carts::get(&self.db, caller.id).await?;
-                    if let Some(placed) = self
-                        .replay(caller.id, key, &body_hash, &cart_fingerprint(&cart))
-                        .await?
-                    {
-                        return Ok(placed);
-                    }
-                }
-                Err(e) if retryable(&e) && attempt_no < self.max_attempts => {
+            let last = attempt_no == self.max_attempts;
+            match self.try_once(caller, key, &body_hash, request).await {
+                // A request with the same key committed first: the next try
+                // answers as it did (or 422 if this request differs).
+                Err(e) if key_taken(&e) && !last => continue,
+                Err(e) if retryable(&e) && !last => {
                     metrics::counter!("host_checkout_retries_total").increment(1);
-                    let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64);
-                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
                 }
                 Err(e) if retryable(&e) => {
                     tracing::warn!(error = %e, "checkout gave up after {attempt_no} attempts");
@@ -174,12 +130,80 @@ impl Checkout {
                     )
                     .into());
                 }
+                // The database went away (a restart, a failover, a cut
+                // connection). The attempt either rolled back or, if its
+                // COMMIT was cut, committed: the next try finds its
+                // idempotency record and answers as it did.
+                Err(e) if is_fault(&e) && faults < MAX_FAULT_RETRIES && !last => {
+                    faults += 1;
+                    metrics::counter!("host_checkout_retries_total").increment(1);
+                    tracing::warn!(error = %e, "checkout retries after a database fault");
+                    backoff = backoff.max(FAULT_BACKOFF);
+                }
                 other => return other,
             }
+            let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64);
+            tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
         Err(Error::Internal(anyhow::anyhow!(
             "checkout loop ended without an answer"
         )))
+    }
+
+    /// One try: read and price the cart with no lock held and no connection
+    /// kept, then queue behind checkouts of the same products and run the
+    /// transaction, which verifies that what was priced is still the cart.
+    async fn try_once(
+        &self,
+        caller: &Caller,
+        key: &str,
+        body_hash: &str,
+        request: &CheckoutRequest,
+    ) -> Result<Placed> {
+        // A replay, an empty cart and a short cart are answered without a lock
+        // or a write. The cart is read before the key: a racing request with
+        // the same key that commits in between leaves the key to be found.
+        let cart = crate::store::carts::get(&self.db, caller.id).await?;
+        if let Some(placed) = self
+            .replay(caller.id, key, body_hash, &cart_fingerprint(&cart))
+            .await?
+        {
+            return Ok(placed);
+        }
+        precheck(&cart)?;
+        // Plugin input only (promotions use usage limits for hard caps): read
+        // outside the transaction, so it adds no read to its conflict set.
+        let order_count = crate::store::orders::count_for_user(&self.db, caller.id).await?;
+        let customer = Customer {
+            id: caller.id,
+            role: caller.role,
+            order_count,
+        };
+        // Plugins run here, before any lock: a slow plugin holds no
+        // connection, no stripe and no write lock that others wait for.
+        let now = shopeezy_common::db::now();
+        let priced = self.pipeline.price(&cart, &customer, now).await?;
+        chargeable(&priced, request)?;
+
+        let _queued = self.queue_behind(&cart).await;
+        let snapshot = Snapshot {
+            cart: &cart,
+            priced,
+            now,
+        };
+        match self.db.pool() {
+            Pool::Postgres(pool) => {
+                let mut conn = AdvisoryLocked::acquire(pool, &lock_keys(&cart)).await?;
+                let result = attempt(conn.connection(), caller, key, body_hash, snapshot).await;
+                conn.release().await;
+                result
+            }
+            Pool::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                attempt(&mut *conn, caller, key, body_hash, snapshot).await
+            }
+        }
     }
 
     /// The stored answer when `key` was used before by this user: a replay
@@ -238,83 +262,21 @@ fn precheck(cart: &Cart) -> Result<()> {
     Ok(())
 }
 
-/// How an attempt ended without an error.
-enum Outcome {
-    /// A new order: commit.
-    Placed(Placed),
-    /// The key was used before for the same request: nothing to write.
-    Replayed(Placed),
+/// What was priced outside the transaction.
+struct Snapshot<'a> {
+    /// The cart as read before pricing.
+    cart: &'a Cart,
+    /// Its price.
+    priced: PricedCart,
+    /// When it was priced (the order's time).
+    now: chrono::DateTime<Utc>,
 }
 
-/// One attempt: the whole checkout in one transaction on `conn`. Any error
-/// drops the transaction, which rolls it back.
-async fn attempt<DB, C>(
-    checkout: &Checkout,
-    conn: &mut C,
-    caller: &Caller,
-    key: &str,
-    body_hash: &str,
-    request: &CheckoutRequest,
-    order_count: i64,
-) -> Result<Placed>
-where
-    DB: sqlx::Database<Connection = C>,
-    C: Connection<Database = DB> + CheckoutTx,
-{
-    let mut tx = conn.begin_with(C::BEGIN).await?;
-    match attempt_in_tx(
-        checkout,
-        &mut *tx,
-        caller,
-        key,
-        body_hash,
-        request,
-        order_count,
-    )
-    .await?
-    {
-        Outcome::Placed(placed) => {
-            tx.commit().await?;
-            metrics::counter!("host_checkouts_total", "outcome" => "placed").increment(1);
-            Ok(placed)
-        }
-        Outcome::Replayed(placed) => Ok(placed),
-    }
-}
-
-async fn attempt_in_tx<C: CheckoutTx>(
-    checkout: &Checkout,
-    tx: &mut C,
-    caller: &Caller,
-    key: &str,
-    body_hash: &str,
-    request: &CheckoutRequest,
-    order_count: i64,
-) -> Result<Outcome> {
-    // 1. The cart and its products, as this transaction sees them.
-    let cart = tx.cart(caller.id).await?;
-    let cart_hash = cart_fingerprint(&cart);
-
-    // 2. An empty cart may be the work of a racing request with the same key
-    //    that committed first: answer as it did. (A non-empty cart needs no
-    //    read here: the idempotency row's primary key refuses a second use,
-    //    and the retry loop answers that as a replay. Fewer reads, fewer
-    //    serialization conflicts.)
-    if cart.lines.is_empty()
-        && let Some(stored) = tx.idempotency(caller.id, key).await?
-    {
-        return stored.answer(body_hash, &cart_hash).map(Outcome::Replayed);
-    }
-    precheck(&cart)?;
-
-    // 3. Price the snapshot with the same pipeline as the cart view.
-    let customer = Customer {
-        id: caller.id,
-        role: caller.role,
-        order_count,
-    };
-    let now = shopeezy_common::db::now();
-    let priced = checkout.pipeline.price(&cart, &customer, now).await?;
+/// Refuses a priced cart that cannot be charged: a plugin failed under the
+/// `closed` policy (503 `plugin_failed`), a rule is broken (422
+/// `checkout_blocked`), or the total is not the one the shopper was shown
+/// (409 `price_changed`).
+fn chargeable(priced: &PricedCart, request: &CheckoutRequest) -> Result<()> {
     if let Some(failed) = priced.failed_plugin() {
         return Err(Problem::unavailable(
             "plugin_failed",
@@ -347,8 +309,49 @@ async fn attempt_in_tx<C: CheckoutTx>(
         .with("total", priced.total)
         .into());
     }
+    Ok(())
+}
 
-    // 4. Take one use of each limited discount, only where its caps allow.
+/// One attempt: the whole checkout in one transaction on `conn`. Any error
+/// drops the transaction, which rolls it back.
+async fn attempt<DB, C>(
+    conn: &mut C,
+    caller: &Caller,
+    key: &str,
+    body_hash: &str,
+    snapshot: Snapshot<'_>,
+) -> Result<Placed>
+where
+    DB: sqlx::Database<Connection = C>,
+    C: Connection<Database = DB> + CheckoutTx,
+{
+    let mut tx = conn.begin_with(C::BEGIN).await?;
+    let placed = attempt_in_tx(&mut *tx, caller, key, body_hash, snapshot).await?;
+    tx.commit().await?;
+    metrics::counter!("host_checkouts_total", "outcome" => "placed").increment(1);
+    Ok(placed)
+}
+
+async fn attempt_in_tx<C: CheckoutTx>(
+    tx: &mut C,
+    caller: &Caller,
+    key: &str,
+    body_hash: &str,
+    snapshot: Snapshot<'_>,
+) -> Result<Placed> {
+    // 1. The cart and its products, as this transaction sees them, must be
+    //    what was priced (stock aside, which step 3 takes only if enough is
+    //    left). If not (the cart or a product changed, or a racing request
+    //    with the same key emptied it), the next try reads and prices again.
+    let cart = tx.cart(caller.id).await?;
+    if !same_pricing_inputs(&cart, snapshot.cart) {
+        return Err(Error::Contention);
+    }
+    precheck(&cart)?;
+    let Snapshot { priced, now, .. } = snapshot;
+    let cart_hash = cart_fingerprint(&cart);
+
+    // 2. Take one use of each limited discount, only where its caps allow.
     let customer_key = caller.id.to_string();
     let mut uses = Vec::new();
     for claim in priced.claims() {
@@ -374,7 +377,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
         }
     }
 
-    // 5. Take the stock, line by line in product order, only where enough is left.
+    // 3. Take the stock, line by line in product order, only where enough is left.
     for line in &cart.lines {
         if !tx.take_stock(line.product.id, line.quantity).await? {
             // The snapshot said there was enough: another checkout got there
@@ -383,7 +386,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
         }
     }
 
-    // 6. The order, its lines and uses, the idempotency record and the event; empty the cart.
+    // 4. The order, its lines and uses, the idempotency record and the event; empty the cart.
     let order = order_from(caller.id, priced, now);
     let body = serde_json::to_value(&order).map_err(|e| Error::Internal(e.into()))?;
     tx.insert_order(&order).await?;
@@ -394,12 +397,32 @@ async fn attempt_in_tx<C: CheckoutTx>(
         .await?;
     tx.insert_event(&status_event(&order)).await?;
     tx.clear_cart(caller.id).await?;
-    Ok(Outcome::Placed(Placed {
+    Ok(Placed {
         status: StatusCode::CREATED,
         body,
         order_id: order.id,
         replayed: false,
-    }))
+    })
+}
+
+/// Whether two reads of a cart would price the same: the same lines, codes
+/// and every product field a plugin or the catalog price sees. Stock is not
+/// among them.
+fn same_pricing_inputs(a: &Cart, b: &Cart) -> bool {
+    a.codes == b.codes
+        && a.lines.len() == b.lines.len()
+        && a.lines.iter().zip(&b.lines).all(|(x, y)| {
+            let (p, q) = (&x.product, &y.product);
+            x.quantity == y.quantity
+                && p.id == q.id
+                && p.price == q.price
+                && p.currency == q.currency
+                && p.seller_id == q.seller_id
+                && p.sku == q.sku
+                && p.name == q.name
+                && p.tags == q.tags
+                && p.attributes == q.attributes
+        })
 }
 
 fn order_from(user_id: Uuid, priced: PricedCart, now: chrono::DateTime<Utc>) -> Order {
@@ -417,6 +440,17 @@ fn order_from(user_id: Uuid, priced: PricedCart, now: chrono::DateTime<Utc>) -> 
         created_at: now,
         updated_at: now,
     }
+}
+
+/// How many times a checkout tries again after the database went away.
+const MAX_FAULT_RETRIES: u32 = 3;
+/// The least wait before such a try.
+const FAULT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Whether an attempt failed because the database went away or cannot
+/// write right now.
+fn is_fault(e: &Error) -> bool {
+    matches!(e, Error::Database(db) if shopeezy_common::db::fault(db) == Some(shopeezy_common::db::Fault::Unreachable))
 }
 
 /// Whether an attempt failed only because of a concurrent one: a

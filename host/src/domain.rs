@@ -56,15 +56,18 @@ pub fn parse_price(raw: i64) -> Result<i64> {
     Ok(raw)
 }
 
-/// An ISO 4217 currency code: three upper-case letters.
+/// An active ISO 4217 currency code with minor units, such as `USD` or
+/// `JPY` (from the `iso_currency` crate's table). Codes without minor units
+/// (gold `XAU`, the test code `XTS`, "no currency" `XXX`) are refused:
+/// every amount here is an integer of minor units.
 pub fn parse_currency(raw: &str) -> Result<String> {
-    if raw.len() != 3 || !raw.chars().all(|c| c.is_ascii_uppercase()) {
-        return Err(Error::invalid(
+    match iso_currency::Currency::from_code(raw) {
+        Some(currency) if currency.exponent().is_some() => Ok(currency.code().to_owned()),
+        _ => Err(Error::invalid(
             "currency",
-            "must be an ISO 4217 code such as USD",
-        ));
+            "must be an ISO 4217 currency code such as USD",
+        )),
     }
-    Ok(raw.to_owned())
 }
 
 /// A SKU: 1–64 characters of letters, digits, `-`, `_`, `.`.
@@ -199,6 +202,9 @@ mod tests {
     fn money_and_codes() {
         assert!(parse_price(-1).is_err());
         assert!(parse_currency("usd").is_err());
+        assert!(parse_currency("ZZZ").is_err());
+        assert!(parse_currency("XXX").is_err());
+        assert_eq!(parse_currency("JPY").ok().as_deref(), Some("JPY"));
         assert_eq!(parse_code(" save10 ").ok().as_deref(), Some("SAVE10"));
     }
 }

@@ -166,10 +166,13 @@ fn service_env(
     .collect()
 }
 
-struct Client {
+/// A client of both services' REST APIs.
+pub(crate) struct Client {
     http: reqwest::Client,
     account: String,
     host: String,
+    /// The account service's gRPC address (`http://…`).
+    grpc: String,
 }
 
 impl Client {
@@ -183,7 +186,7 @@ impl Client {
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
-    async fn login(&self, email: &str, password: &str) -> Result<String> {
+    pub(crate) async fn login(&self, email: &str, password: &str) -> Result<String> {
         let (code, body) = self
             .post(
                 format!("{}/v1/auth/login", self.account),
@@ -216,9 +219,10 @@ impl Client {
 
 /// Latencies of one scenario, in microseconds, and the statuses answered.
 #[derive(Default)]
-struct Sample {
+pub(crate) struct Sample {
     micros: Vec<u64>,
-    statuses: BTreeMap<u16, u64>,
+    /// How many answers of each status.
+    pub(crate) statuses: BTreeMap<u16, u64>,
     elapsed: Duration,
 }
 
@@ -280,7 +284,12 @@ where
     all
 }
 
-async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path) -> Result<Value> {
+/// Starts the account service and the host on `backend`, each on a fresh
+/// database, and waits until both are ready: the services, their settings,
+/// their data folder and a client of both.
+pub(crate) async fn start(
+    backend: &str,
+) -> Result<(Services, Vec<(String, String)>, std::path::PathBuf, Arc<Client>)> {
     let dir =
         std::env::temp_dir().join(format!("shopeezy-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
@@ -294,14 +303,19 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     services.start_with("host", &bin.join("shopeezy-host"), &env)?;
     let host = format!("127.0.0.1:{}", ports.2);
     super::wait_ready(&host, &AtomicBool::new(false), &mut services)?;
-    let mut memory = serde_json::Map::new();
-    memory.insert("idle".into(), resident(&services));
-
     let c = Arc::new(Client {
         http: reqwest::Client::new(),
         account: format!("http://{account}"),
         host: format!("http://{host}"),
+        grpc: format!("http://127.0.0.1:{}", ports.1),
     });
+    Ok((services, env, dir, c))
+}
+
+async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path) -> Result<Value> {
+    let (mut services, env, dir, c) = start(backend).await?;
+    let mut memory = serde_json::Map::new();
+    memory.insert("idle".into(), resident(&services));
     let mut out = serde_json::Map::new();
     let seconds = plan.seconds;
     let deadline = move || Instant::now() + Duration::from_secs(seconds);
@@ -315,8 +329,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     let shoppers = Arc::new(shoppers);
 
     // 1. Authentication: gRPC ValidateToken, one caller, then requests with and without a token.
-    let grpc_url = format!("http://127.0.0.1:{}", ports.1);
-    let mut grpc = AuthServiceClient::connect(grpc_url).await?;
+    let mut grpc = AuthServiceClient::connect(c.grpc.clone()).await?;
     let mut auth = Sample::default();
     let started = Instant::now();
     for _ in 0..2000 {
@@ -482,7 +495,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
 }
 
 /// Creates `n` products (`SKU-0`…) with ample stock; their ids.
-async fn catalog(c: &Arc<Client>, admin: &str, n: usize) -> Result<Vec<String>> {
+pub(crate) async fn catalog(c: &Arc<Client>, admin: &str, n: usize) -> Result<Vec<String>> {
     let made = join_all((0..n).map(|i| {
         let c = c.clone();
         let admin = admin.to_owned();
@@ -504,7 +517,7 @@ async fn catalog(c: &Arc<Client>, admin: &str, n: usize) -> Result<Vec<String>> 
 }
 
 /// Registers `n` shoppers, eight at a time; their access tokens.
-async fn shoppers(c: &Arc<Client>, n: usize) -> Result<Vec<String>> {
+pub(crate) async fn shoppers(c: &Arc<Client>, n: usize) -> Result<Vec<String>> {
     let mut shoppers = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
         let made = join_all(chunk.iter().map(|i| {
@@ -558,7 +571,7 @@ fn ceiling(
 }
 
 /// Drops the run's PostgreSQL databases.
-fn drop_databases(env: &[(String, String)]) {
+pub(crate) fn drop_databases(env: &[(String, String)]) {
     for (key, value) in env {
         if key.ends_with("DATABASE_URL") && value.starts_with("postgres") {
             let name = value.rsplit('/').next().unwrap_or_default();
@@ -643,7 +656,7 @@ fn resident(services: &Services) -> Value {
 /// `level` shoppers in a loop: put one unit of a product in the cart, check
 /// out with a fresh key; only the checkout is timed. With `until_sold_out`,
 /// a worker stops at its first 409.
-async fn checkout_load(
+pub(crate) async fn checkout_load(
     c: &Arc<Client>,
     shoppers: &Arc<Vec<String>>,
     products: &Arc<Vec<String>>,
@@ -772,7 +785,7 @@ async fn install_examples(
     Ok(())
 }
 
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()

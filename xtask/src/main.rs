@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod soak;
 mod ceiling;
 mod plugins;
 mod runner;
@@ -57,6 +58,10 @@ enum Cmd {
         /// Only this backend: `postgres` or `sqlite`.
         #[arg(long)]
         backend: Option<String>,
+        /// Instead of the benchmarks, a steady checkout load for this many
+        /// minutes, reporting each service's memory per 100,000 orders.
+        #[arg(long, value_name = "MINUTES", conflicts_with_all = ["quick", "full"])]
+        soak: Option<u64>,
     },
     /// Run every test (CI=true: PostgreSQL, Redis and RabbitMQ are required).
     Test {
@@ -92,8 +97,15 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test(&args),
         Cmd::Bench {
             quick: _,
+            full: _,
+            backend,
+            soak: Some(minutes),
+        } => soak::run(minutes, backend.as_deref()),
+        Cmd::Bench {
+            quick: _,
             full,
             backend,
+            soak: None,
         } => bench::run(full, backend.as_deref()),
         Cmd::Plugins => {
             plugins::build(true).map(|dir| println!("plugins built into {}", dir.display()))

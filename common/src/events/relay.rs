@@ -40,7 +40,7 @@ use uuid::Uuid;
 
 use super::amqp::DEFAULT_EXCHANGE;
 use super::sink::{AmqpSink, Sink};
-use crate::db::Db;
+use crate::db::{Db, Pool};
 use crate::ops::Check;
 
 /// The relay's settings as environment variables (or flags); each service
@@ -367,9 +367,9 @@ impl Relay {
             if !self.has_unsent().await? {
                 return Ok(None);
             }
-            let batch = match &self.inner.db {
-                Db::Postgres(pool) => self.batch_postgres(pool, sink).await?,
-                Db::Sqlite(pool) => self.batch_sqlite(pool, sink).await?,
+            let batch = match self.inner.db.pool() {
+                Pool::Postgres(pool) => self.batch_postgres(pool, sink).await?,
+                Pool::Sqlite(pool) => self.batch_sqlite(pool, sink).await?,
             };
             match batch {
                 Batch::Sent(n) if n >= self.inner.config.batch_size as usize => continue,

@@ -1,7 +1,7 @@
 //! Carts: each user's lines and promotion codes.
 
 use chrono::Utc;
-use shopeezy_common::db::Db;
+use shopeezy_common::db::{Db, Pool};
 use shopeezy_common::with_db;
 use uuid::Uuid;
 
@@ -73,7 +73,7 @@ pub struct Cart {
 
 /// The user's cart.
 pub async fn get(db: &Db, user_id: Uuid) -> Result<Cart> {
-    let sql = lines_sql(matches!(db, Db::Postgres(_)));
+    let sql = lines_sql(db.is_postgres());
     let (rows, codes): (Vec<LineRow>, Vec<String>) = with_db!(db, pool => (
         sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?,
         sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(pool).await?,
@@ -149,8 +149,8 @@ pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
             Ok(true)
         }};
     }
-    match db {
-        Db::Postgres(pool) => {
+    match db.pool() {
+        Pool::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(user_lock_key(user_id))
@@ -158,7 +158,7 @@ pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
                 .await?;
             enter!(tx)
         }
-        Db::Sqlite(pool) => {
+        Pool::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             enter!(tx)
         }

@@ -498,6 +498,10 @@ pub struct TestApp {
     pub db: Db,
     /// The proxy the host reaches the account service through, when asked for.
     pub auth_proxy: Option<TcpProxy>,
+    /// The proxy the host reaches PostgreSQL through, when asked for.
+    pub db_proxy: Option<TcpProxy>,
+    /// The folder of the SQLite files (embedded backend).
+    pub dir: PathBuf,
     /// The host's configuration, for starting replicas of it.
     host_config: shopeezy_host::Config,
     host_shutdown: Shutdown,
@@ -528,6 +532,11 @@ impl Drop for TestApp {
 pub struct Options {
     /// Put a [`TcpProxy`] between the host and the account's gRPC server.
     pub auth_through_proxy: bool,
+    /// Put a [`TcpProxy`] between the host and PostgreSQL (production backend).
+    pub database_through_proxy: bool,
+    /// Where the SQLite files go (embedded backend), instead of a fresh
+    /// temporary folder; the caller keeps it.
+    pub sqlite_dir: Option<&'static str>,
     /// Changes the host's configuration before it starts (e.g. plugin limits).
     pub configure_host: Option<fn(&mut shopeezy_host::Config)>,
 }
@@ -565,11 +574,15 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
         configure(&mut host);
     }
 
+    let mut db_proxy = None;
     let (host_database, account_database) = match backend {
         Backend::Embedded => {
             account.database_url = format!("sqlite://{}/account.db", dir.0.display());
             account.redis_url = None;
-            host.database_url = format!("sqlite://{}/host.db", dir.0.display());
+            host.database_url = match options.sqlite_dir {
+                Some(sqlite_dir) => format!("sqlite://{sqlite_dir}/host.db"),
+                None => format!("sqlite://{}/host.db", dir.0.display()),
+            };
             (None, None)
         }
         Backend::Production => {
@@ -580,6 +593,13 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
             account.redis_url = Some(redis);
             account.redis_key_prefix = testing::unique_prefix();
             host.database_url = host_db.url.clone();
+            if options.database_through_proxy {
+                let proxy = TcpProxy::start(&testing::url_host_port(&host_db.url))
+                    .await
+                    .expect("the proxy starts");
+                host.database_url = testing::url_via(&host_db.url, &proxy.host_port());
+                db_proxy = Some(proxy);
+            }
             (Some(host_db), Some(account_db))
         }
     };
@@ -631,6 +651,8 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
         api,
         db,
         auth_proxy,
+        db_proxy,
+        dir: dir.0.clone(),
         host_config: host,
         host_shutdown,
         account_shutdown,

@@ -32,6 +32,7 @@ mod bad_input;
 mod cart;
 mod catalog;
 mod checkout;
+mod faults;
 mod helpers;
 mod idempotency;
 mod ops;
