@@ -315,6 +315,10 @@ async fn connect_sqlite(
         .await?)
 }
 
+/// How far past a failed write check connections count as opened during the
+/// fault.
+const SUSPECT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Keeps an SQLite pool free of connections a disk fault left unusable.
 #[derive(Debug, Clone)]
 struct SqliteWatch {
@@ -328,9 +332,12 @@ impl SqliteWatch {
     fn opened(&self) {
         if !self.writable() {
             tracing::warn!(file = %self.file.display(), "the database file cannot be written; writes answer 503 until it can");
-            self.health
-                .suspect_until
-                .store(nanos_since_epoch(Instant::now()), Ordering::Relaxed);
+            // The pool stamps a connection's creation only after this hook
+            // has run: the window reaches a little past now.
+            self.health.suspect_until.store(
+                nanos_since_epoch(Instant::now() + SUSPECT_MARGIN),
+                Ordering::Relaxed,
+            );
         }
     }
 

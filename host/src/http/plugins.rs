@@ -122,6 +122,8 @@ async fn read_upload(mut form: Multipart) -> Result<(Manifest, Vec<u8>)> {
     }
     let manifest = manifest
         .map(|bytes| {
+            // The same rule as every JSON body: no NUL in any text.
+            shopeezy_common::extract::refuse_nul_in_json(&bytes)?;
             serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
                 Error::from(Problem::unprocessable(
                     "invalid_manifest",

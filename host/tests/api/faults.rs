@@ -11,11 +11,11 @@ use reqwest::Method;
 use serde_json::json;
 use shopeezy_common::testing;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection};
+use sqlx::ConnectOptions;
 use uuid::Uuid;
 
 use crate::helpers::{
-    Backend, Options, Reply, TestApp, User, eventually, send, spawn_app, spawn_app_with,
+    Api, Backend, Options, Reply, TestApp, User, eventually, send, spawn_app, spawn_app_with,
 };
 
 both_backends!(
@@ -273,11 +273,12 @@ async fn a_lost_database_answers_503_at_once_and_is_used_again_when_back() {
     // (within a second), every request is answered at once.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for _ in 0..3 {
+        let key = Uuid::new_v4().to_string();
         let started = Instant::now();
         let (cart, products, checkout) = tokio::join!(
             app.cart(&shopper),
             app.list_products("limit=5"),
-            app.checkout(&shopper, Some(&Uuid::new_v4().to_string()), None),
+            app.checkout(&shopper, Some(&key), None),
         );
         let took = started.elapsed();
         assert_answered(&[cart.clone(), products, checkout]);
@@ -377,7 +378,7 @@ async fn a_full_disk_is_507_and_writes_work_again_once_space_is_freed() {
     // go on.
     let mut refused = 0;
     for (i, shopper) in shoppers.iter().enumerate() {
-        let name = format!("Lamp {i} {}", "x".repeat(400));
+        let name = format!("Lamp {i}");
         let sku = format!("sku-{}", Uuid::new_v4().simple());
         let writes = [
             app.checkout(shopper, Some(&Uuid::new_v4().to_string()), None)
@@ -428,4 +429,111 @@ async fn a_full_disk_is_507_and_writes_work_again_once_space_is_freed() {
     .await
     .expect(201);
     drop(app);
+}
+
+/// Sets or clears the immutable attribute of the SQLite files in `dir`
+/// (root cannot be stopped by file modes; `chattr +i` stops even root).
+/// `false` when this machine cannot.
+fn immutable(dir: &std::path::Path, on: bool) -> bool {
+    let files: Vec<_> = ["host.db", "host.db-wal", "host.db-shm"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|f| f.exists())
+        .collect();
+    std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .args(&files)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_file_that_cannot_be_written_is_503_and_writable_again_after() {
+    let app = spawn_app(Backend::Embedded).await.unwrap();
+    let seller = app.seller().await;
+    let product = app.product(&seller, "Lamp", 1_000, 1_000).await;
+    let product: Uuid = product["id"].as_str().unwrap().parse().unwrap();
+    let shoppers = app.customers(12).await;
+    for shopper in &shoppers {
+        app.put_item(shopper, product, 1).await.expect(200);
+    }
+    if !immutable(&app.dir, true) {
+        assert!(!testing::ci(), "CI=true needs chattr (root) for this test");
+        eprintln!("SKIPPED a read-only database file: chattr +i is not possible here");
+        return;
+    }
+    // Cleared even if an assertion below fails, so the folder can go.
+    let _clear = ClearOnDrop(app.dir.clone());
+    // Many writers at once, so the pool opens new connections during the
+    // fault (SQLite opens those read-only, for good).
+    let api: &Api = &app;
+    let shoppers = &shoppers;
+    let burst = |quantity: i64| {
+        join_all(
+            shoppers
+                .iter()
+                .map(move |s| async move { api.put_item(s, product, quantity).await }),
+        )
+    };
+    let during = burst(2).await;
+    let reads = app.get_product(product).await;
+    assert!(immutable(&app.dir, false), "chattr -i");
+    for reply in &during {
+        if !reply.status.is_success() {
+            reply.expect_problem(503, "database_unavailable");
+        }
+    }
+    assert!(
+        during.iter().any(|r| !r.status.is_success()),
+        "the fault refused writes"
+    );
+    assert!(matches!(reads.status.as_u16(), 200 | 503));
+
+    // Once the file is writable, every connection writes again: none that
+    // was opened read-only is kept.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            burst(3).await.iter().all(|r| r.status.as_u16() == 200)
+        })
+        .await,
+        "writes work again once the file is writable"
+    );
+    for _ in 0..3 {
+        for reply in burst(4).await {
+            reply.expect(200);
+        }
+    }
+    let placed = join_all(shoppers.iter().map(|s| async move {
+        let key = Uuid::new_v4().to_string();
+        api.checkout(s, Some(&key), None).await
+    }))
+    .await;
+    for reply in placed {
+        reply.expect(201);
+    }
+}
+
+/// Clears the immutable attribute of a folder's SQLite files when dropped.
+struct ClearOnDrop(std::path::PathBuf);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        immutable(&self.0, false);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plugin_manifest_with_a_nul_is_refused() {
+    let Some(app) = spawn_app(Backend::Production).await else {
+        return;
+    };
+    let Some(wasm) = crate::plugin_helpers::component("volume_pricing") else {
+        return;
+    };
+    let seller = app.seller().await;
+    let manifest = json!({"name": "nul", "hook": "pricing", "config": {"label": "a\u{0}b"}});
+    app.upload_plugin(&seller, &manifest, &wasm)
+        .await
+        .expect_problem(422, "invalid_body");
+    assert!(app.listed_plugins(&seller).await.is_empty());
 }
