@@ -100,16 +100,37 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// At most `max` bytes of `text` (cut on a character boundary, with "…"):
+/// a rejection's text quotes the input, which may be huge.
+pub fn excerpt(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The longest detail a rejection of the input gives.
+const MAX_DETAIL: usize = 256;
+
 fn json_problem(rejection: JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonDataError(e) => Problem::unprocessable(
             "invalid_body",
-            e.body_text().replace(
-                "Failed to deserialize the JSON body into the target type: ",
-                "",
+            excerpt(
+                &e.body_text().replace(
+                    "Failed to deserialize the JSON body into the target type: ",
+                    "",
+                ),
+                MAX_DETAIL,
             ),
         ),
-        JsonRejection::JsonSyntaxError(e) => Problem::bad_request("malformed_json", e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => {
+            Problem::bad_request("malformed_json", excerpt(&e.body_text(), MAX_DETAIL))
+        }
         JsonRejection::MissingJsonContentType(_) => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -129,7 +150,7 @@ pub fn body_problem(status: StatusCode, text: String) -> Problem {
             "the request body is larger than this endpoint accepts",
         )
     } else {
-        Problem::new(status, "invalid_body", text)
+        Problem::new(status, "invalid_body", excerpt(&text, MAX_DETAIL))
     }
 }
 
@@ -157,7 +178,7 @@ where
 }
 
 fn path_problem(rejection: PathRejection) -> Problem {
-    Problem::bad_request("invalid_path", rejection.body_text())
+    Problem::bad_request("invalid_path", excerpt(&rejection.body_text(), MAX_DETAIL))
 }
 
 /// A query string; a bad one is 400 `invalid_query`.
@@ -183,7 +204,7 @@ where
 }
 
 fn query_problem(rejection: QueryRejection) -> Problem {
-    Problem::bad_request("invalid_query", rejection.body_text())
+    Problem::bad_request("invalid_query", excerpt(&rejection.body_text(), MAX_DETAIL))
 }
 
 /// The token of an `Authorization: Bearer …` header, or why there is none.
@@ -226,6 +247,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excerpt_is_short_and_cut_between_characters() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("ééé", 3), "é…");
+        assert!(excerpt(&"x".repeat(100_000), MAX_DETAIL).len() <= MAX_DETAIL + 3);
+    }
 
     #[test]
     fn a_nul_escape_is_refused_and_an_escaped_backslash_is_not() {

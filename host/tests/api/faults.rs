@@ -537,3 +537,21 @@ async fn a_plugin_manifest_with_a_nul_is_refused() {
         .expect_problem(422, "invalid_body");
     assert!(app.listed_plugins(&seller).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejection_quotes_at_most_a_short_prefix_of_the_input() {
+    let Some(app) = spawn_app(Backend::Embedded).await else {
+        return;
+    };
+    let seller = app.seller().await;
+    let long = "y".repeat(100_000);
+    let mut body = json!({"sku": "s", "name": "n", "price": 1, "currency": "USD"});
+    body[long.as_str()] = json!(1);
+    let reply = app.create_product(&seller, body).await;
+    reply.expect_problem(422, "invalid_body");
+    assert!(reply.body.to_string().len() < 1_000, "{}", reply.body.to_string().len());
+    let query = format!("limit={long}");
+    let reply = app.list_products(&query).await;
+    reply.expect_problem(400, "invalid_query");
+    assert!(reply.body.to_string().len() < 1_000);
+}
