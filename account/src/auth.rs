@@ -1,7 +1,10 @@
-//! Who is calling: the `AuthUser` and `Admin` extractors, and the one token
-//! check that REST and gRPC share.
+//! Who is calling: the `AuthUser`, `Admin` and `ClientAddr` extractors, and
+//! the one token check that REST and gRPC share.
 
-use axum::extract::FromRequestParts;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 
 use crate::domain::Role;
@@ -55,5 +58,24 @@ impl FromRequestParts<AppState> for Admin {
             return Err(Error::Forbidden("admin"));
         }
         Ok(Self(caller))
+    }
+}
+
+/// The client's IP address: the TCP peer of the connection (a forwarded-for
+/// header is the client's to write, so it is not believed).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        // Served without connection info (not the way the service runs), every
+        // client shares one address: throttling gets stricter, never looser.
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        Ok(Self(ip))
     }
 }

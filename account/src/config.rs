@@ -28,9 +28,10 @@ pub struct Config {
     )]
     pub database_max_connections: u32,
 
-    /// Redis for token revocation and login throttling; unset keeps both
-    /// in-process (one replica only). When set but unreachable, token checks
-    /// fail closed (503).
+    /// Redis for token revocation (the fast path: revocations are recorded in
+    /// the database too) and login throttling; unset keeps both in-process
+    /// (one replica only). When set but unreachable, token checks fail
+    /// closed (503).
     #[arg(long, env = "SHOPEEZY_REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -80,9 +81,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(60..=86_400))]
     pub access_token_ttl_secs: u64,
 
-    /// Failed logins for one account before it is throttled (429).
+    /// Failed logins for one account from one client address before that
+    /// address is throttled (429) for that account; other addresses are not.
     #[arg(long, env = "SHOPEEZY_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
+
+    /// Failed logins from one client address (an IPv6 /64), across all
+    /// accounts, before that address is throttled (429) for every account.
+    #[arg(
+        long,
+        env = "SHOPEEZY_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 50
+    )]
+    pub login_max_failures_per_address: u32,
 
     /// The window, in seconds, in which failed logins are counted.
     #[arg(long, env = "SHOPEEZY_LOGIN_WINDOW_SECS", default_value_t = 900)]

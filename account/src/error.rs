@@ -34,7 +34,8 @@ pub enum Error {
         /// What is wrong with it.
         detail: &'static str,
     },
-    /// Too many failed logins for this account; retry after this many seconds.
+    /// Too many failed logins for this account from this address, or from
+    /// this address; retry after this many seconds.
     #[error("too many failed logins")]
     Throttled(u64),
     /// Redis (revocation, throttling) could not be reached: fail closed.
@@ -84,7 +85,7 @@ impl Error {
             Self::Throttled(secs) => Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
-                format!("too many failed logins for this account; try again in {secs} s"),
+                format!("too many failed logins; try again in {secs} s"),
             )
             .with("retry_after", secs)
             .with_header(header::RETRY_AFTER, HeaderValue::from(*secs)),
@@ -93,7 +94,12 @@ impl Error {
                 "tokens cannot be checked right now; try again shortly",
             ),
             Self::Database(e) => shopeezy_common::db::failure_problem(e),
-            Self::Problem(problem) => problem.clone(),
+            Self::Problem(problem) => {
+                // Made elsewhere, perhaps from the caller's input.
+                let mut problem = problem.clone();
+                problem.detail = shopeezy_common::extract::excerpt(&problem.detail, MAX_DETAIL_BYTES);
+                problem
+            }
             Self::Internal(_) => Problem::internal(),
         }
     }
@@ -135,3 +141,54 @@ impl From<Error> for tonic::Status {
 
 /// A result with the service's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The most characters of a caller's input an error message quotes.
+pub const MAX_QUOTED_CHARS: usize = 64;
+
+/// The most bytes of a detail passed on from elsewhere.
+const MAX_DETAIL_BYTES: usize = 256;
+
+/// The caller's `input` as an error message may quote it: in Rust string
+/// quoting, cut after [`MAX_QUOTED_CHARS`] characters with `…`, so a message
+/// never grows with what the caller sent.
+pub fn quote(input: &str) -> String {
+    match cut(input, MAX_QUOTED_CHARS) {
+        Some(prefix) => format!("{prefix:?}…"),
+        None => format!("{input:?}"),
+    }
+}
+
+/// The first `max_chars` characters of `text`, when it has more.
+fn cut(text: &str, max_chars: usize) -> Option<&str> {
+    text.char_indices()
+        .nth(max_chars)
+        .map(|(boundary, _)| &text[..boundary])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_short_and_cut_on_a_char_boundary() {
+        assert_eq!(quote("abc"), r#""abc""#);
+        let long = "é".repeat(100_000);
+        let quoted = quote(&long);
+        assert_eq!(quoted, format!("{:?}…", "é".repeat(MAX_QUOTED_CHARS)));
+        assert_eq!(
+            quote(&"x".repeat(MAX_QUOTED_CHARS)).chars().count(),
+            MAX_QUOTED_CHARS + 2
+        );
+        // Control characters are escaped, not sent raw.
+        assert_eq!(quote("a\0b\n"), r#""a\0b\n""#);
+        assert_eq!(quote("a\u{0}b"), r#""a\0b""#);
+    }
+
+    #[test]
+    fn passed_on_details_are_bounded() {
+        let problem = shopeezy_common::Problem::bad_request("invalid_body", "x".repeat(10_000));
+        let detail = Error::Problem(problem).problem().detail;
+        assert_eq!(detail.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert!(detail.ends_with('…'));
+    }
+}

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::auth::authenticate;
+use crate::error::quote;
 use crate::startup::AppState;
 use crate::store::{self, User};
 
@@ -45,7 +46,8 @@ fn user_message(u: &User) -> pb::User {
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, Status> {
-    Uuid::parse_str(raw).map_err(|_| Status::invalid_argument(format!("{raw:?} is not a UUID")))
+    Uuid::parse_str(raw)
+        .map_err(|_| Status::invalid_argument(format!("{} is not a UUID", quote(raw))))
 }
 
 #[tonic::async_trait]

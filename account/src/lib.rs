@@ -8,10 +8,12 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod kv;
 pub mod passwords;
 pub mod revocation;
 pub mod startup;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 pub use config::Config;

@@ -1,81 +1,101 @@
-//! Token revocation and login throttling, in Redis (shared by every replica)
-//! or in-process (the embedded default).
+//! Token revocation: durable in the account database, answered from Redis
+//! (shared by every replica) or from memory (the embedded default).
 //!
-//! Revoked token ids are kept until the token would have expired anyway; a
+//! A revoked token id is kept until the token would have expired anyway; a
 //! user-wide cutoff (password change, account deletion) revokes every token
-//! issued up to that millisecond. When Redis is configured but unreachable,
-//! every check fails closed with [`Error::RevocationUnavailable`].
+//! of the user issued up to that millisecond.
+//!
+//! The database is the record, the key-value store the fast path:
+//! - a revocation is written to the database first, then to the store, and is
+//!   reported done only when both succeeded;
+//! - the store holds a marker, `revoked:loaded`, set once every unexpired
+//!   revocation in the database has been copied into it. A check reads the
+//!   marker with its two keys in one round trip. When the marker is missing
+//!   (Redis restarted empty, a failover to an empty replica, this process
+//!   just started, or the marker's own expiry), the check answers from the
+//!   database, so even the first check after a restart is right, and starts
+//!   copying the database into the store, after which it sets the marker
+//!   (only if the store kept the copy's lock, so a store that lost its keys
+//!   again meanwhile is not marked loaded).
+//!   One task per process copies at a time, and a Redis lock keeps replicas
+//!   from copying side by side; checks answer from the database meanwhile;
+//! - the marker expires after [`LOADED_TTL`], so keys lost any other way
+//!   (eviction, a revocation whose Redis write failed) come back by then.
+//!
+//! When Redis is configured but unreachable, checks and revocations fail
+//! closed with [`RevocationUnavailable`](crate::error::Error::RevocationUnavailable)
+//! (503): answering from the database alone would be right during the
+//! outage, but a revocation made meanwhile would be missing from Redis when
+//! it came back with its data and marker (until the marker's expiry).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use shopeezy_common::db::Db;
+use shopeezy_common::with_db;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::kv::{Entry, Kv};
 use crate::tokens::Claims;
 
-/// How long a Redis command may take before the check fails closed.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the store is trusted to hold every revocation before they are
+/// copied from the database again.
+pub const LOADED_TTL: Duration = Duration::from_secs(300);
 
-/// Revocation and throttling state.
+/// How long one copy may hold the lock that keeps replicas from copying at
+/// the same time (it is released when the copy ends).
+const LOADING_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// Rows read, and keys written, per round trip while copying.
+const LOAD_BATCH: i64 = 2000;
+
+/// Revoked tokens and users.
 #[derive(Clone, Debug)]
 pub struct Revocation {
     kv: Kv,
+    db: Db,
     prefix: String,
     token_ttl_secs: u64,
-    max_failures: u32,
-    window_secs: u64,
+    /// Held by the one task of this process that copies the database.
+    loading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Revocation {
-    /// Revocation in Redis at `url` (or in-process with `None`). Redis is
-    /// connected lazily, so the service starts (unready) while it is down.
-    pub fn new(
-        url: Option<&str>,
-        prefix: &str,
-        token_ttl_secs: u64,
-        max_failures: u32,
-        window_secs: u64,
-    ) -> anyhow::Result<Self> {
-        let kv = match url {
-            Some(url) => Kv::Redis(RedisKv {
-                client: redis::Client::open(url)?,
-                conn: Arc::default(),
-            }),
-            None => Kv::Memory(Arc::default()),
-        };
-        Ok(Self {
+    /// Revocation recorded in `db`, answered from `kv`, whose keys start with
+    /// `prefix`. `token_ttl_secs` is the access tokens' lifetime.
+    pub fn new(kv: Kv, db: Db, prefix: &str, token_ttl_secs: u64) -> Self {
+        Self {
             kv,
+            db,
             prefix: prefix.to_owned(),
             token_ttl_secs,
-            max_failures,
-            window_secs,
-        })
+            loading: Arc::default(),
+        }
     }
 
     /// `redis` or `in-process`.
     pub fn backend(&self) -> &'static str {
-        match self.kv {
-            Kv::Redis(_) => "redis",
-            Kv::Memory(_) => "in-process",
-        }
+        self.kv.backend()
     }
 
     /// Refuses the token from now until it expires.
     pub async fn revoke_token(&self, claims: &Claims) -> Result<()> {
-        let now = now_secs();
-        let ttl = claims.exp.saturating_sub(now).max(1);
-        self.kv.set_ex(&self.token_key(claims.jti), 1, ttl).await
+        let expires_at = i64::try_from(claims.exp).unwrap_or(i64::MAX);
+        db::insert_token(&self.db, claims.jti, expires_at).await?;
+        self.kv
+            .set_many(&[self.token_entry(claims.jti, expires_at)])
+            .await
     }
 
     /// Refuses every token of the user issued until now.
     pub async fn revoke_user(&self, user_id: Uuid) -> Result<()> {
-        let now_ms = chrono::Utc::now().timestamp_millis().max(0);
+        let cutoff_ms = chrono::Utc::now().timestamp_millis().max(0);
         // Kept as long as any token issued before now can live.
+        let expires_at = cutoff_ms / 1000 + self.token_ttl_secs as i64 + 60;
+        db::upsert_user(&self.db, user_id, cutoff_ms, expires_at).await?;
         self.kv
-            .set_ex(&self.user_key(user_id), now_ms, self.token_ttl_secs + 60)
+            .set_many(&[self.user_entry(user_id, cutoff_ms, expires_at)])
             .await
     }
 
@@ -83,39 +103,149 @@ impl Revocation {
     pub async fn is_revoked(&self, claims: &Claims) -> Result<bool> {
         let values = self
             .kv
-            .get_many(&[self.token_key(claims.jti), self.user_key(claims.sub)])
+            .get_many(&[
+                self.loaded_key(),
+                self.token_key(claims.jti),
+                self.user_key(claims.sub),
+            ])
             .await?;
-        let token_revoked = values.first().copied().flatten().is_some();
-        let cutoff = values.get(1).copied().flatten();
-        let user_revoked =
-            cutoff.is_some_and(|cutoff_ms| claims.issued_at_ms() as i64 <= cutoff_ms);
-        Ok(token_revoked || user_revoked)
+        let loaded = values.first().copied().flatten().is_some();
+        if loaded {
+            let token = values.get(1).copied().flatten().is_some();
+            let cutoff = values.get(2).copied().flatten();
+            return Ok(token || revoked_by_cutoff(claims, cutoff));
+        }
+        self.start_loading();
+        let (token, cutoff) = db::lookup(&self.db, claims.jti, claims.sub).await?;
+        Ok(token || revoked_by_cutoff(claims, cutoff))
     }
 
-    /// When logins for `login` are throttled, the seconds until they are not.
-    pub async fn login_retry_after(&self, login: &str) -> Result<Option<u64>> {
-        let (failures, ttl) = self.kv.get_with_ttl(&self.login_key(login)).await?;
-        Ok((failures >= i64::from(self.max_failures)).then_some(ttl.max(1)))
+    /// Starts copying the database into the store, unless this process is
+    /// doing so already. The check that starts it does not wait for it.
+    fn start_loading(&self) {
+        let Ok(loading) = self.loading.clone().try_lock_owned() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.load_unless_loaded().await {
+                // The next check that finds the marker missing tries again.
+                tracing::warn!(error = %e, "copying the revocations into the store failed");
+            }
+            drop(loading);
+        });
     }
 
-    /// Counts a failed login for `login` in the current window.
-    pub async fn login_failed(&self, login: &str) -> Result<()> {
-        self.kv
-            .incr_in_window(&self.login_key(login), self.window_secs)
-            .await
+    /// Copies every unexpired revocation from the database into the store
+    /// and sets the marker, unless that is done or a replica is doing it.
+    async fn load_unless_loaded(&self) -> Result<()> {
+        // Another copy may have just finished.
+        let loaded = self.kv.get_many(&[self.loaded_key()]).await?;
+        if loaded.first().copied().flatten().is_some() {
+            return Ok(());
+        }
+        let holder: i64 = rand::random();
+        let lock = self.loading_lock_key();
+        if !self
+            .kv
+            .set_if_absent(&lock, holder, LOADING_LOCK_TTL.as_secs())
+            .await?
+        {
+            return Ok(());
+        }
+        let count = match self.load().await {
+            Ok(count) => count,
+            Err(e) => {
+                // Or it expires by itself.
+                let _ = self.kv.delete_if(&lock, holder).await;
+                return Err(e);
+            }
+        };
+        // The marker is set only while the lock is still there: had the store
+        // lost its keys during the copy (restarted again), the lock would be
+        // gone with them, and the next check copies again.
+        let marked = self
+            .kv
+            .set_if_held(&lock, holder, &self.loaded_key(), 1, LOADED_TTL.as_secs())
+            .await?;
+        if marked {
+            tracing::info!(
+                revocations = count,
+                store = self.kv.backend(),
+                "copied the revocations from the database into the store"
+            );
+            metrics::counter!("account_revocation_loads_total").increment(1);
+        } else {
+            tracing::warn!("the store lost its keys during the copy of the revocations");
+        }
+        Ok(())
     }
 
-    /// Forgets the failed logins of `login`.
-    pub async fn login_succeeded(&self, login: &str) -> Result<()> {
-        self.kv.del(&self.login_key(login)).await
+    /// Copies the unexpired revocations; how many.
+    async fn load(&self) -> Result<usize> {
+        let now = now_secs();
+        let mut count = 0;
+        let mut after = None;
+        loop {
+            let rows = db::tokens_page(&self.db, now, after, LOAD_BATCH).await?;
+            let entries: Vec<Entry> = rows
+                .iter()
+                .map(|&(jti, expires_at)| self.token_entry(jti, expires_at))
+                .collect();
+            self.kv.set_many(&entries).await?;
+            count += rows.len();
+            match rows.last() {
+                Some(&(jti, _)) if rows.len() as i64 == LOAD_BATCH => after = Some(jti),
+                _ => break,
+            }
+        }
+        let mut after = None;
+        loop {
+            let rows = db::users_page(&self.db, now, after, LOAD_BATCH).await?;
+            let entries: Vec<Entry> = rows
+                .iter()
+                .map(|&(user_id, cutoff_ms, expires_at)| {
+                    self.user_entry(user_id, cutoff_ms, expires_at)
+                })
+                .collect();
+            self.kv.set_many(&entries).await?;
+            count += rows.len();
+            match rows.last() {
+                Some(&(user_id, ..)) if rows.len() as i64 == LOAD_BATCH => after = Some(user_id),
+                _ => break,
+            }
+        }
+        Ok(count)
     }
 
-    /// Whether the backend answers.
+    /// Deletes the revocations that can no longer refuse anything: tokens
+    /// past their expiry, cutoffs older than any living token; how many.
+    pub async fn prune(&self) -> Result<u64> {
+        db::prune(&self.db, now_secs()).await
+    }
+
+    /// Whether the store answers.
     pub async fn ping(&self) -> Result<()> {
-        self.kv
-            .get_many(&[format!("{}ping", self.prefix)])
-            .await
-            .map(|_| ())
+        self.kv.get_many(&[self.loaded_key()]).await.map(|_| ())
+    }
+
+    fn token_entry(&self, jti: Uuid, expires_at: i64) -> Entry {
+        Entry {
+            key: self.token_key(jti),
+            value: 1,
+            ttl_secs: ttl_until(expires_at),
+            keep_max: false,
+        }
+    }
+
+    fn user_entry(&self, user_id: Uuid, cutoff_ms: i64, expires_at: i64) -> Entry {
+        Entry {
+            key: self.user_key(user_id),
+            value: cutoff_ms,
+            ttl_secs: ttl_until(expires_at),
+            // A copy from the database must not move a newer cutoff back.
+            keep_max: true,
+        }
     }
 
     fn token_key(&self, jti: Uuid) -> String {
@@ -126,205 +256,136 @@ impl Revocation {
         format!("{}revoked:user:{user_id}", self.prefix)
     }
 
-    fn login_key(&self, login: &str) -> String {
-        format!("{}login_failures:{}", self.prefix, login.to_lowercase())
+    fn loaded_key(&self) -> String {
+        format!("{}revoked:loaded", self.prefix)
+    }
+
+    fn loading_lock_key(&self) -> String {
+        format!("{}revoked:loading", self.prefix)
     }
 }
 
-fn now_secs() -> u64 {
-    chrono::Utc::now().timestamp().max(0) as u64
+/// Whether a user-wide cutoff covers the token.
+fn revoked_by_cutoff(claims: &Claims, cutoff_ms: Option<i64>) -> bool {
+    cutoff_ms.is_some_and(|cutoff_ms| {
+        i64::try_from(claims.issued_at_ms()).unwrap_or(i64::MAX) <= cutoff_ms
+    })
 }
 
-/// The few key-value operations revocation needs, on either backend.
-#[derive(Clone, Debug)]
-enum Kv {
-    Redis(RedisKv),
-    Memory(Arc<Mutex<MemoryKv>>),
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp().max(0)
 }
 
-#[derive(Clone)]
-struct RedisKv {
-    client: redis::Client,
-    conn: Arc<tokio::sync::Mutex<RedisSlot>>,
+/// Seconds from now until `expires_at` (at least 1).
+fn ttl_until(expires_at: i64) -> u64 {
+    u64::try_from(expires_at.saturating_sub(now_secs())).map_or(1, |secs| secs.max(1))
 }
 
-/// The connection once made, or when the last attempt to make it failed.
-#[derive(Default)]
-struct RedisSlot {
-    conn: Option<ConnectionManager>,
-    failed_at: Option<Instant>,
-}
+/// The revocation tables. Every query reads the same on both backends.
+mod db {
+    use super::*;
 
-impl std::fmt::Debug for RedisKv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedisKv")
-    }
-}
-
-impl RedisKv {
-    /// A connection, made on first use; the manager reconnects by itself later.
-    async fn connection(&self) -> Result<ConnectionManager> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.conn.as_ref() {
-            return Ok(conn.clone());
-        }
-        // While Redis is down, answer at once rather than queueing every
-        // request behind a connection attempt.
-        if slot
-            .failed_at
-            .is_some_and(|at| at.elapsed() < REDIS_TIMEOUT)
-        {
-            return Err(unavailable("Redis is unreachable"));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(REDIS_TIMEOUT)
-            .set_response_timeout(REDIS_TIMEOUT)
-            .set_number_of_retries(1);
-        let made = tokio::time::timeout(
-            REDIS_TIMEOUT * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
+    /// Records a revoked token (again: a no-op).
+    pub(super) async fn insert_token(db: &Db, jti: Uuid, expires_at: i64) -> Result<()> {
+        with_db!(db, pool => sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
         )
-        .await;
-        match made {
-            Ok(Ok(conn)) => {
-                *slot = RedisSlot {
-                    conn: Some(conn.clone()),
-                    failed_at: None,
-                };
-                Ok(conn)
-            }
-            Ok(Err(e)) => {
-                slot.failed_at = Some(Instant::now());
-                Err(unavailable(e))
-            }
-            Err(_) => {
-                slot.failed_at = Some(Instant::now());
-                Err(unavailable("connecting timed out"))
-            }
-        }
+        .bind(jti)
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.connection().await?;
-        tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async(&mut conn))
-            .await
-            .map_err(|_| unavailable("timed out"))?
-            .map_err(unavailable)
-    }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> Error {
-    Error::RevocationUnavailable(e.to_string())
-}
-
-#[derive(Debug, Default)]
-struct MemoryKv {
-    entries: HashMap<String, (i64, Instant)>,
-}
-
-impl MemoryKv {
-    fn live(&mut self, key: &str) -> Option<(i64, Instant)> {
-        let now = Instant::now();
-        match self.entries.get(key) {
-            Some(&(value, until)) if until > now => Some((value, until)),
-            Some(_) => {
-                self.entries.remove(key);
-                None
-            }
-            None => None,
-        }
+    /// Records a user-wide cutoff, keeping the later of two.
+    pub(super) async fn upsert_user(
+        db: &Db,
+        user_id: Uuid,
+        cutoff_ms: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        with_db!(db, pool => sqlx::query(
+            "INSERT INTO revoked_users (user_id, cutoff_ms, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET
+               cutoff_ms = CASE WHEN excluded.cutoff_ms > revoked_users.cutoff_ms
+                                THEN excluded.cutoff_ms ELSE revoked_users.cutoff_ms END,
+               expires_at = CASE WHEN excluded.expires_at > revoked_users.expires_at
+                                 THEN excluded.expires_at ELSE revoked_users.expires_at END",
+        )
+        .bind(user_id)
+        .bind(cutoff_ms)
+        .bind(expires_at)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
     }
 
-    fn insert(&mut self, key: &str, value: i64, until: Instant) {
-        // Expired entries are swept as the map grows, so it stays bounded by
-        // what is live.
-        if self.entries.len() >= 1024 && self.entries.len().is_power_of_two() {
-            let now = Instant::now();
-            self.entries.retain(|_, (_, until)| *until > now);
-        }
-        self.entries.insert(key.to_owned(), (value, until));
-    }
-}
-
-impl Kv {
-    async fn set_ex(&self, key: &str, value: i64, ttl_secs: u64) -> Result<()> {
-        match self {
-            Self::Redis(r) => {
-                r.query(redis::pipe().set_ex(key, value, ttl_secs).ignore())
-                    .await
-            }
-            Self::Memory(m) => {
-                lock(m).insert(key, value, Instant::now() + Duration::from_secs(ttl_secs));
-                Ok(())
-            }
-        }
+    /// Whether the token is revoked by itself, and its user's cutoff.
+    pub(super) async fn lookup(db: &Db, jti: Uuid, user_id: Uuid) -> Result<(bool, Option<i64>)> {
+        let (tokens, cutoff): (i64, Option<i64>) = with_db!(db, pool => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1),
+                    (SELECT cutoff_ms FROM revoked_users WHERE user_id = $2)",
+        )
+        .bind(jti)
+        .bind(user_id)
+        .fetch_one(pool)
+        .await?);
+        Ok((tokens > 0, cutoff))
     }
 
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<i64>>> {
-        match self {
-            Self::Redis(r) => r
-                .query(redis::pipe().mget(keys))
-                .await
-                .map(|(v,): (Vec<Option<i64>>,)| v),
-            Self::Memory(m) => {
-                let mut m = lock(m);
-                Ok(keys.iter().map(|k| m.live(k).map(|(v, _)| v)).collect())
-            }
-        }
+    /// Up to `limit` unexpired revoked tokens after `after`, in id order.
+    pub(super) async fn tokens_page(
+        db: &Db,
+        now: i64,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, i64)>> {
+        Ok(with_db!(db, pool => sqlx::query_as(
+            "SELECT jti, expires_at FROM revoked_tokens
+             WHERE expires_at > $1 AND ($2 IS NULL OR jti > $2) ORDER BY jti LIMIT $3",
+        )
+        .bind(now)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?))
     }
 
-    /// The value (0 when absent) and its remaining seconds.
-    async fn get_with_ttl(&self, key: &str) -> Result<(i64, u64)> {
-        match self {
-            Self::Redis(r) => {
-                let (value, ttl): (Option<i64>, i64) =
-                    r.query(redis::pipe().get(key).ttl(key)).await?;
-                Ok((value.unwrap_or(0), ttl.max(0) as u64))
-            }
-            Self::Memory(m) => Ok(lock(m).live(key).map_or((0, 0), |(v, until)| {
-                (v, until.saturating_duration_since(Instant::now()).as_secs())
-            })),
-        }
+    /// Up to `limit` unexpired user cutoffs after `after`, in user id order.
+    pub(super) async fn users_page(
+        db: &Db,
+        now: i64,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, i64, i64)>> {
+        Ok(with_db!(db, pool => sqlx::query_as(
+            "SELECT user_id, cutoff_ms, expires_at FROM revoked_users
+             WHERE expires_at > $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
+        )
+        .bind(now)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?))
     }
 
-    /// Adds one to a counter whose window starts with its first increment.
-    async fn incr_in_window(&self, key: &str, window_secs: u64) -> Result<()> {
-        match self {
-            Self::Redis(r) => {
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .incr(key, 1)
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(key)
-                    .arg(window_secs)
-                    .arg("NX")
-                    .ignore();
-                r.query(&pipe).await
-            }
-            Self::Memory(m) => {
-                let mut m = lock(m);
-                let (count, until) = m
-                    .live(key)
-                    .unwrap_or((0, Instant::now() + Duration::from_secs(window_secs)));
-                m.insert(key, count + 1, until);
-                Ok(())
-            }
-        }
+    /// Deletes expired rows; how many.
+    pub(super) async fn prune(db: &Db, now: i64) -> Result<u64> {
+        let deleted = with_db!(db, pool => {
+            let tokens = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            let users = sqlx::query("DELETE FROM revoked_users WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            tokens + users
+        });
+        Ok(deleted)
     }
-
-    async fn del(&self, key: &str) -> Result<()> {
-        match self {
-            Self::Redis(r) => r.query(redis::pipe().del(key).ignore()).await,
-            Self::Memory(m) => {
-                lock(m).entries.remove(key);
-                Ok(())
-            }
-        }
-    }
-}
-
-fn lock(m: &Mutex<MemoryKv>) -> std::sync::MutexGuard<'_, MemoryKv> {
-    // A panic while holding the lock cannot leave the map inconsistent.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

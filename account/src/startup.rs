@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shopeezy_common::db::{Db, Migrations};
 use shopeezy_common::events::{self, Relay};
@@ -17,13 +18,18 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::domain::{Email, Name, Password, Role, Username};
 use crate::grpc::AuthGrpc;
+use crate::kv::Kv;
 use crate::passwords::Hasher;
 use crate::revocation::Revocation;
 use crate::store::{self, Changes, NewUser};
+use crate::throttle::{self, Throttle};
 use crate::tokens::Keys;
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/account/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/account/sqlite");
+
+/// How often expired revocations are deleted from the database.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// What every request handler shares.
 #[derive(Debug, Clone)]
@@ -32,8 +38,10 @@ pub struct AppState {
     pub db: Db,
     /// Token signing and checking.
     pub keys: Arc<Keys>,
-    /// Revoked tokens and login throttling.
+    /// Revoked tokens.
     pub revocation: Revocation,
+    /// Failed logins.
+    pub throttle: Throttle,
     /// Password hashing.
     pub hasher: Hasher,
     /// The outbox relay, which sends the committed events.
@@ -65,18 +73,28 @@ impl Application {
         .await?;
         let hasher = Hasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
         let keys = Arc::new(Keys::load(&config)?);
+        let kv = Kv::new(config.redis_url.as_deref())?;
         let revocation = Revocation::new(
-            config.redis_url.as_deref(),
+            kv.clone(),
+            db.clone(),
             &config.redis_key_prefix,
             config.access_token_ttl_secs,
-            config.login_max_failures,
-            config.login_window_secs,
-        )?;
+        );
+        let throttle = Throttle::new(
+            kv,
+            &config.redis_key_prefix,
+            throttle::Limits {
+                per_account_and_address: config.login_max_failures,
+                per_address: config.login_max_failures_per_address,
+                window_secs: config.login_window_secs,
+            },
+        );
         let relay = Relay::new(db.clone(), config.events.relay_config("account"));
         let state = AppState {
             db,
             keys,
             revocation,
+            throttle,
             hasher,
             relay,
         };
@@ -144,15 +162,37 @@ impl Application {
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.wait());
 
         let relay = state.relay.spawn(shutdown.wait());
+        let pruner = tokio::spawn(prune_revocations(
+            state.revocation.clone(),
+            shutdown.clone(),
+        ));
         let http_server = shopeezy_common::http::serve(http, router, shutdown.wait());
         let (http_result, grpc_result) = tokio::join!(http_server, grpc_server);
         shutdown.trigger();
         let _ = relay.await;
+        let _ = pruner.await;
         state.db.close().await;
         http_result?;
         grpc_result?;
         tracing::info!("account service stopped");
         Ok(())
+    }
+}
+
+/// Deletes expired revocations now and every [`PRUNE_EVERY`] until stopped.
+async fn prune_revocations(revocation: Revocation, shutdown: Shutdown) {
+    let stopped = shutdown.wait();
+    tokio::pin!(stopped);
+    loop {
+        match revocation.prune().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned expired revocations"),
+            Err(e) => tracing::warn!(error = %e, "pruning expired revocations failed"),
+        }
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
     }
 }
 

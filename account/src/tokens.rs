@@ -93,6 +93,9 @@ impl Keys {
         validation.set_issuer(&[&config.jwt_issuer]);
         validation.set_audience(&[&config.jwt_audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        // A token carrying `nbf` (this service's own do not) is refused
+        // before that time, with the same leeway as `exp`.
+        validation.validate_nbf = true;
         validation.leeway = 0;
         Ok(Self {
             kid,
@@ -125,8 +128,9 @@ impl Keys {
         Ok((token, claims))
     }
 
-    /// The claims of a token whose algorithm, signature, issuer, audience and
-    /// expiry are all right. Revocation is checked elsewhere.
+    /// The claims of a token whose algorithm, signature, issuer, audience,
+    /// expiry and not-before time are all right. Revocation is checked
+    /// elsewhere.
     pub fn verify(&self, token: &str) -> Result<Claims> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Error::Unauthenticated("the token is malformed"))?;
@@ -143,6 +147,7 @@ impl Keys {
                 use jsonwebtoken::errors::ErrorKind;
                 Error::Unauthenticated(match e.kind() {
                     ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet",
                     ErrorKind::InvalidSignature => "the token's signature is invalid",
                     ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
                         "the token is not for this service"

@@ -7,7 +7,7 @@ use shopeezy_common::extract::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, ClientAddr};
 use crate::domain::{Email, Name, Password, Role, Username};
 use crate::error::{Error, Result};
 use crate::startup::AppState;
@@ -92,8 +92,10 @@ pub struct TokenResponse {
     user: UserView,
 }
 
-/// Signs in. After repeated failures for one account, answers 429 with
-/// `Retry-After` until the window passes.
+/// Signs in. After repeated failures for one account from one client
+/// address, that address is answered 429 with `Retry-After` for that account
+/// until the window passes (other addresses still sign in); after many
+/// failures from one address across accounts, for every account.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Login,
     responses(
         (status = 200, body = TokenResponse),
@@ -102,6 +104,7 @@ pub struct TokenResponse {
     ))]
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     Json(body): Json<Login>,
 ) -> Result<Json<TokenResponse>> {
     let login = match (body.email.as_deref(), body.username.as_deref()) {
@@ -116,12 +119,12 @@ async fn login(
         }
     };
     let user = store::by_login(&state.db, &login).await?;
-    // Failures count per account, whether it is named by email or username;
-    // for an unknown user, per login text.
-    let throttle_key = user
-        .as_ref()
-        .map_or_else(|| format!("login:{login}"), |u| format!("user:{}", u.id));
-    if let Some(retry_after) = state.revocation.login_retry_after(&throttle_key).await? {
+    // Failures count per account (whether it is named by email or username;
+    // for an unknown user, per login text) and client address.
+    let attempt = state
+        .throttle
+        .attempt(user.as_ref().map(|u| u.id), &login, address);
+    if let Some(retry_after) = state.throttle.retry_after(&attempt).await? {
         return Err(Error::Throttled(retry_after));
     }
     let ok = state
@@ -132,11 +135,11 @@ async fn login(
         )
         .await?;
     let Some(user) = user.filter(|_| ok) else {
-        state.revocation.login_failed(&throttle_key).await?;
+        state.throttle.failed(&attempt).await?;
         metrics::counter!("account_logins_total", "outcome" => "failed").increment(1);
         return Err(Error::InvalidCredentials);
     };
-    state.revocation.login_succeeded(&throttle_key).await?;
+    state.throttle.succeeded(&attempt).await?;
     let (access_token, claims) = state.keys.issue(&user)?;
     metrics::counter!("account_logins_total", "outcome" => "succeeded").increment(1);
     Ok(Json(TokenResponse {

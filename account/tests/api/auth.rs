@@ -5,8 +5,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    AUDIENCE, Backend, ISSUER, assert_problem, assert_token_refused, spawn_app, token_payload,
-    unix_now,
+    ADMIN_EMAIL, ADMIN_PASSWORD, AUDIENCE, Backend, ISSUER, assert_problem, assert_token_refused,
+    client_from, spawn_app, spawn_app_with, token_payload, unix_now,
 };
 
 both_backends!(
@@ -14,6 +14,8 @@ both_backends!(
     emails_and_usernames_are_unique_in_any_case,
     racing_registrations_of_one_email_make_one_user,
     repeated_wrong_passwords_are_throttled,
+    wrong_passwords_from_one_address_do_not_lock_the_owner_out,
+    an_address_failing_on_many_accounts_is_throttled_for_all,
     an_unknown_user_gets_the_same_answer_as_a_wrong_password,
     the_jwks_verifies_a_token_offline,
 );
@@ -229,6 +231,100 @@ async fn repeated_wrong_passwords_are_throttled(backend: Backend) {
 
     // Other accounts are not affected.
     app.login_as(&bob).await;
+}
+
+/// The seconds of a 429 answer's `Retry-After`, checked against its body.
+async fn assert_throttled(response: reqwest::Response) -> u64 {
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After is a number of seconds");
+    assert!(
+        (1..=900).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    let body = assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    assert_eq!(body["retry_after"], retry_after, "{body}");
+    retry_after
+}
+
+/// Someone who knows the admin's email and guesses passwords from one
+/// address is stopped there, without locking the admin out: the admin,
+/// signing in from another address, still gets in.
+async fn wrong_passwords_from_one_address_do_not_lock_the_owner_out(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let attacker = client_from("127.0.0.2");
+    let admin = client_from("127.0.0.3");
+    for attempt in 0..5 {
+        let response = app
+            .login_via(
+                &attacker,
+                &json!({"email": ADMIN_EMAIL, "password": format!("guess-{attempt}")}),
+            )
+            .await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    // The attacker is stopped, even when the next guess is right...
+    let right = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
+    assert_throttled(app.login_via(&attacker, &right).await).await;
+    // ...while the admin signs in from anywhere else.
+    let response = app.login_via(&admin, &right).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.login_as_admin().await;
+    // And the attacker's address is still stopped for that account.
+    assert_throttled(app.login_via(&attacker, &right).await).await;
+}
+
+/// Credential stuffing: an address failing on many accounts (known or not)
+/// is throttled for every account, also one it never tried; other
+/// addresses are not, and a success from that address does not reset it.
+async fn an_address_failing_on_many_accounts_is_throttled_for_all(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |config| {
+        config.login_max_failures_per_address = 6;
+    })
+    .await
+    else {
+        return;
+    };
+    let ann = app.register_user("ann").await;
+    let bob = app.register_user("bob").await;
+    let stuffer = client_from("127.0.0.4");
+    let wrong = |login: &str| json!({"email": login, "password": "password123"});
+
+    for n in 0..3 {
+        let response = app
+            .login_via(&stuffer, &wrong(&format!("someone-{n}@example.com")))
+            .await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    // One account the stuffer holds: its success forgets nothing.
+    let response = app
+        .login_via(
+            &stuffer,
+            &json!({"email": bob.email, "password": bob.password}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for login in [ann.email.as_str(), ADMIN_EMAIL, "nobody@example.com"] {
+        let response = app.login_via(&stuffer, &wrong(login)).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+
+    // Six failures from that address: every account is refused there, with
+    // the right password, also Bob's, who never failed.
+    let ann_right = json!({"email": ann.email, "password": ann.password});
+    assert_throttled(app.login_via(&stuffer, &ann_right).await).await;
+    let bob_right = json!({"email": bob.email, "password": bob.password});
+    assert_throttled(app.login_via(&stuffer, &bob_right).await).await;
+    // Ann, from her own address, signs in.
+    let response = app.login_via(&client_from("127.0.0.5"), &ann_right).await;
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 async fn an_unknown_user_gets_the_same_answer_as_a_wrong_password(backend: Backend) {

@@ -11,6 +11,7 @@ use crate::helpers::{Backend, spawn_app};
 both_backends!(
     get_user_and_get_users_return_the_users,
     the_auth_service_reports_serving,
+    errors_quote_at_most_a_short_prefix_of_the_input,
 );
 
 async fn get_user_and_get_users_return_the_users(backend: Backend) {
@@ -87,4 +88,52 @@ async fn the_auth_service_reports_serving(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+}
+
+/// An error built from the caller's input quotes a short prefix of it, so a
+/// huge input gets a short INVALID_ARGUMENT, not an answer too large to send.
+async fn errors_quote_at_most_a_short_prefix_of_the_input(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let ann = app.register_user("ann").await;
+    for huge in [
+        "x".repeat(100_000),
+        "é".repeat(50_000),
+        "\u{0}".repeat(100_000),
+    ] {
+        let status = app.grpc_get_user(&huge).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{:.200}",
+            status.message()
+        );
+        assert!(
+            status.message().len() < 1000,
+            "{} bytes: {:.200}",
+            status.message().len(),
+            status.message()
+        );
+        assert!(
+            status.message().contains("not a UUID"),
+            "{}",
+            status.message()
+        );
+        let status = app.grpc_get_users(&[&ann.id, &huge]).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{:.200}",
+            status.message()
+        );
+        assert!(status.message().len() < 1000, "{:.200}", status.message());
+    }
+    let status = app.grpc_get_user(&"y".repeat(100)).await.unwrap_err();
+    let quoted = format!("\"{}\"…", "y".repeat(64));
+    assert!(
+        status.message().starts_with(&quoted),
+        "{}",
+        status.message()
+    );
 }

@@ -2,7 +2,7 @@
 //! one helper per endpoint (REST and gRPC) and a few checks that every area's
 //! tests share.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -317,7 +317,13 @@ impl TestApp {
     }
 
     pub async fn login(&self, body: &Value) -> Response {
-        self.client
+        self.login_via(&self.client, body).await
+    }
+
+    /// `POST /v1/auth/login` sent by `client` (e.g. one [`client_from`] an
+    /// address of its own).
+    pub async fn login_via(&self, client: &reqwest::Client, body: &Value) -> Response {
+        client
             .post(self.url("/v1/auth/login"))
             .json(body)
             .send()
@@ -358,6 +364,70 @@ impl TestApp {
         let response = self.get("/.well-known/jwks.json").await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+
+    // ------------------------------------------------------------ backends
+
+    /// Deletes every Redis key of this app (its key prefix only: other tests
+    /// share the server), as a Redis restarted without persistence would.
+    pub async fn forget_redis_keys(&self) {
+        let url = self
+            .config
+            .redis_url
+            .as_deref()
+            .expect("the app runs with Redis");
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let pattern = format!("{}*", self.config.redis_key_prefix);
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                let _: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "keys left: {left:?}");
+    }
+
+    /// The value of one SQL query answering a single integer, on the app's
+    /// own database (for what the API cannot show: rows kept or deleted).
+    pub async fn count(&self, sql: &str) -> i64 {
+        let url = &self.config.database_url;
+        match self.backend {
+            Backend::Embedded => {
+                let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+            Backend::Production => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+        }
     }
 
     // ------------------------------------------------------------ users
@@ -505,6 +575,16 @@ impl TestUser {
             "password": self.password,
         })
     }
+}
+
+/// An HTTP client whose connections come from `ip` (any of 127.0.0.0/8
+/// reaches the app on Linux), to act as a client of another address.
+pub fn client_from(ip: &str) -> reqwest::Client {
+    let ip: IpAddr = ip.parse().unwrap();
+    reqwest::Client::builder()
+        .local_address(ip)
+        .build()
+        .unwrap()
 }
 
 /// Claims as the service issues them, for `user_id`, valid for ten minutes.

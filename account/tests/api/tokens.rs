@@ -20,6 +20,7 @@ both_backends!(
     a_token_with_a_tampered_payload_is_refused,
     an_alg_none_token_is_refused,
     an_expired_token_is_refused,
+    a_token_not_valid_yet_is_refused,
     a_token_for_another_audience_is_refused,
     a_token_from_another_issuer_is_refused,
     a_token_signed_by_another_key_is_refused,
@@ -118,6 +119,25 @@ async fn an_expired_token_is_refused(backend: Backend) {
     claims["iat"] = json!(now - 3600);
     claims["exp"] = json!(now - 5);
     assert_token_refused(&app, &app.mint(&claims).await).await;
+}
+
+async fn a_token_not_valid_yet_is_refused(backend: Backend) {
+    let Some((app, ann, _)) = app_with_ann(backend).await else {
+        return;
+    };
+    let now = unix_now();
+    let mut claims = valid_claims(&ann.id);
+    claims["nbf"] = json!(now + 300);
+    let token = app.mint(&claims).await;
+    assert_token_refused(&app, &token).await;
+    let response = app.me(&token).await;
+    let body =
+        crate::helpers::assert_problem(response, reqwest::StatusCode::UNAUTHORIZED, "unauthorized")
+            .await;
+    assert_eq!(body["detail"], "the token is not valid yet", "{body}");
+    // One whose not-before time has come is accepted.
+    claims["nbf"] = json!(now - 5);
+    assert_token_accepted(&app, &app.mint(&claims).await, &ann.id, "customer").await;
 }
 
 async fn a_token_for_another_audience_is_refused(backend: Backend) {
