@@ -188,7 +188,7 @@ mod tests {
     fn passed_on_details_are_bounded() {
         let problem = shopeezy_common::Problem::bad_request("invalid_body", "x".repeat(10_000));
         let detail = Error::Problem(problem).problem().detail;
-        assert_eq!(detail.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert_eq!(detail.chars().count(), MAX_DETAIL_BYTES + 1);
         assert!(detail.ends_with('…'));
     }
 }
