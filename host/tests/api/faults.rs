@@ -550,7 +550,8 @@ async fn a_rejection_quotes_at_most_a_short_prefix_of_the_input() {
     let reply = app.create_product(&seller, body).await;
     reply.expect_problem(422, "invalid_body");
     assert!(reply.body.to_string().len() < 1_000, "{}", reply.body.to_string().len());
-    let query = format!("limit={long}");
+    // A URI is bounded by the server's header limits; a few KB get through.
+    let query = format!("limit={}", &long[..4_000]);
     let reply = app.list_products(&query).await;
     reply.expect_problem(400, "invalid_query");
     assert!(reply.body.to_string().len() < 1_000);
