@@ -80,6 +80,24 @@ pub struct Config {
     #[arg(long, env = "SHOPEEZY_PLUGIN_MAX_KIB", default_value_t = Limits::default().module_bytes >> 10)]
     pub plugin_max_kib: usize,
 
+    /// Fuel of all the plugin calls of one cart view or checkout together, on
+    /// an empty cart.
+    #[arg(long, env = "SHOPEEZY_PLUGIN_REQUEST_FUEL", default_value_t = Limits::default().request_fuel_base)]
+    pub plugin_request_fuel: u64,
+
+    /// Extra request plugin fuel per cart line.
+    #[arg(long, env = "SHOPEEZY_PLUGIN_REQUEST_FUEL_PER_LINE", default_value_t = Limits::default().request_fuel_per_line)]
+    pub plugin_request_fuel_per_line: u64,
+
+    /// Wall time of all the plugin calls of one cart view or checkout
+    /// together, in ms on an empty cart (plus 1.25 ms per line).
+    #[arg(long, env = "SHOPEEZY_PLUGIN_REQUEST_TIME_MS", default_value_t = Limits::default().request_time_base_ms)]
+    pub plugin_request_time_ms: u64,
+
+    /// Most dry runs of one merchant running at once (beyond: 429).
+    #[arg(long, env = "SHOPEEZY_PLUGIN_DRY_RUNS", default_value_t = Limits::default().dry_runs_per_merchant)]
+    pub plugin_dry_runs: usize,
+
     /// Events: the outbox relay (`SHOPEEZY_AMQP_URL`, `SHOPEEZY_OUTBOX_*`).
     #[command(flatten)]
     pub events: RelaySettings,
@@ -99,6 +117,10 @@ impl Config {
             time_base_ms: self.plugin_time_ms,
             memory_bytes: self.plugin_memory_mib << 20,
             module_bytes: self.plugin_max_kib << 10,
+            request_fuel_base: self.plugin_request_fuel,
+            request_fuel_per_line: self.plugin_request_fuel_per_line,
+            request_time_base_ms: self.plugin_request_time_ms,
+            dry_runs_per_merchant: self.plugin_dry_runs,
             ..Limits::default()
         }
     }

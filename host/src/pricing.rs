@@ -4,9 +4,16 @@
 //!
 //! Each plugin sees the lines of its scope (all of them for a platform
 //! plugin, its seller's for a seller's plugin) with the prices so far, and
-//! everything it answers is checked before it is applied. A plugin that
-//! fails is, by its policy, a violation that blocks checkout (`closed`) or
-//! skipped and recorded (`open`); the rest of the pipeline goes on.
+//! everything it answers is checked before it is applied, the cart's sums
+//! after it included: an answer whose amounts no longer add up is that
+//! plugin's invalid output, never the shopper's error. A plugin that fails
+//! is, by its policy, a violation that blocks checkout (`closed`) or skipped
+//! and recorded (`open`); the rest of the pipeline goes on.
+//!
+//! One run's plugins share a budget of fuel and wall time
+//! ([`Limits::budget`](crate::plugins::limits::Limits::budget)): each call
+//! gets the least of its own limits and what is left, and a plugin that
+//! finds it spent fails with that reason, under its own policy.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +24,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::error::{Error, Result};
+use crate::plugins::limits::Budget;
 use crate::plugins::registry::{FailurePolicy, Installed, Registry, Snapshot};
 use crate::plugins::runtime::{
     self, Amount, CallReport, Failure, FailureKind, Output, Runtime, Target,
@@ -220,6 +228,7 @@ fn price_with(
         plugins: Vec::new(),
         adjustments: Vec::new(),
         seller_order_discounts: HashMap::new(),
+        budget: runtime.limits.budget(cart.lines.len()),
     };
     let mut items = Vec::with_capacity(cart.lines.len());
     for line in &cart.lines {
@@ -246,14 +255,20 @@ fn price_with(
             adjustments: Vec::new(),
         });
     }
+    // Catalog prices × quantities that do not add up are the shopper's
+    // cart; from here on every step keeps the sums within range, so an
+    // overflow can only be a plugin's answer.
+    if !sums_fit(&items, &[]) {
+        return Err(overflow());
+    }
     for plugin in &snapshot.pricing {
-        run.step(runtime, plugin, &mut items)?;
+        run.step(runtime, plugin, &mut items);
     }
     for plugin in &snapshot.promotion {
-        run.step(runtime, plugin, &mut items)?;
+        run.step(runtime, plugin, &mut items);
     }
     for plugin in &snapshot.validation {
-        run.step(runtime, plugin, &mut items)?;
+        run.step(runtime, plugin, &mut items);
     }
     let Run {
         violations,
@@ -283,16 +298,14 @@ struct Run<'a> {
     adjustments: Vec<Adjustment>,
     /// What each seller's plugins took off the order so far (positive).
     seller_order_discounts: HashMap<Uuid, i64>,
+    /// What is left of the run's plugin fuel and time.
+    budget: Budget,
 }
 
 impl Run<'_> {
-    /// Calls one plugin on the lines of its scope and applies its checked answer.
-    fn step(
-        &mut self,
-        runtime: &Runtime,
-        plugin: &Installed,
-        items: &mut [PricedItem],
-    ) -> Result<()> {
+    /// Calls one plugin on the lines of its scope, within what is left of
+    /// the budget, and applies its checked answer.
+    fn step(&mut self, runtime: &Runtime, plugin: &Installed, items: &mut [PricedItem]) {
         let scope: Vec<usize> = (0..items.len())
             .filter(|&i| {
                 plugin
@@ -303,14 +316,24 @@ impl Run<'_> {
             .collect();
         if scope.is_empty() {
             // A seller's plugin with none of its seller's lines has nothing to do.
-            return Ok(());
+            return;
         }
-        let input = self.input(plugin, items, &scope);
-        let report = runtime.call(&plugin.compiled, &input);
-        record_metrics(plugin, &report);
-        let applied = report
-            .result
-            .and_then(|output| self.apply(plugin, output, items, &scope));
+        let own = runtime.limits.grant(scope.len());
+        let result = match self.budget.grant(own) {
+            Some(grant) => {
+                let input = self.input(plugin, items, &scope);
+                let report = runtime.call_with(&plugin.compiled, &input, grant);
+                self.budget.charge(report.fuel_used, report.elapsed);
+                record_metrics(plugin, &report);
+                report.result
+            }
+            None => {
+                let failure = Failure::new(FailureKind::Budget, self.budget.spent_reason());
+                record_failure(&plugin.plugin.name, failure.kind);
+                Err(failure)
+            }
+        };
+        let applied = result.and_then(|output| self.apply(plugin, output, items, &scope));
         let meta = &plugin.plugin;
         let mut entry = PluginRun {
             id: meta.id,
@@ -336,7 +359,6 @@ impl Run<'_> {
             }
         }
         self.plugins.push(entry);
-        Ok(())
     }
 
     /// The input of one call: the lines of the plugin's scope, as priced so far.
@@ -375,6 +397,8 @@ impl Run<'_> {
     }
 
     /// Applies a plugin's answer, all of it or (on any invalid part) none.
+    /// The cart's sums after it must still add up: when they do not, the
+    /// answer is this plugin's invalid output and nothing of it stays.
     fn apply(
         &mut self,
         plugin: &Installed,
@@ -382,20 +406,52 @@ impl Run<'_> {
         items: &mut [PricedItem],
         scope: &[usize],
     ) -> Result<(), Failure> {
-        let invalid = |reason: String| Failure::new(FailureKind::InvalidOutput, reason);
+        let mut undo = Undo::default();
+        let applied = self.apply_all(plugin, output, items, scope, &mut undo);
+        let applied = applied.and_then(|()| {
+            if sums_fit(items, &self.adjustments) {
+                Ok(())
+            } else {
+                Err(too_large())
+            }
+        });
+        if applied.is_err() {
+            undo.revert(self, items);
+        }
+        applied
+    }
+
+    /// Applies a plugin's answer, recording in `undo` how to take it back.
+    fn apply_all(
+        &mut self,
+        plugin: &Installed,
+        output: Output,
+        items: &mut [PricedItem],
+        scope: &[usize],
+        undo: &mut Undo,
+    ) -> Result<(), Failure> {
         let name = &plugin.plugin.name;
+        // Line numbers were checked against the input, which had one line
+        // per scope entry; `get` keeps a miss a failure, never a panic.
+        let item_of = |line: u32| {
+            scope
+                .get(line as usize)
+                .copied()
+                .ok_or_else(|| invalid(format!("line {line} of {}", scope.len())))
+        };
         match output {
             Output::Pricing(changes) => {
-                for c in &changes {
-                    let i = scope[c.line as usize];
-                    checked_line_total(c.unit_price, items[i].quantity)
-                        .map_err(|_| invalid(format!("unit price {} overflows", c.unit_price)))?;
-                }
                 for c in changes {
-                    let item = &mut items[scope[c.line as usize]];
+                    let i = item_of(c.line)?;
+                    let item = &mut items[i];
+                    undo.prices.push((i, item.unit_price, item.line_total));
                     item.unit_price = c.unit_price;
-                    item.line_total =
-                        line_total(item).map_err(|_| invalid("amounts overflow".into()))?;
+                    item.line_total = line_total(item).map_err(|_| {
+                        invalid(format!(
+                            "unit price {} × quantity {} is too large",
+                            c.unit_price, item.quantity
+                        ))
+                    })?;
                 }
             }
             Output::Promotion(discounts) => {
@@ -403,10 +459,13 @@ impl Run<'_> {
                 let mut order_adds: Vec<Adjustment> = Vec::new();
                 // What an order discount applies to: the scope's lines before any
                 // discount. Stacking with earlier discounts is clamped below.
-                let scope_total: i64 = scope
-                    .iter()
-                    .map(|&i| items[i].unit_price.saturating_mul(items[i].quantity))
-                    .sum();
+                let mut scope_total: i64 = 0;
+                for &i in scope {
+                    scope_total = checked_line_total(items[i].unit_price, items[i].quantity)
+                        .ok()
+                        .and_then(|t| scope_total.checked_add(t))
+                        .ok_or_else(too_large)?;
+                }
                 for d in discounts {
                     if let Some(code) = &d.code
                         && !self.cart.codes.iter().any(|c| c.eq_ignore_ascii_case(code))
@@ -417,10 +476,10 @@ impl Run<'_> {
                     }
                     let (base, line) = match d.target {
                         Target::Line(l) => {
-                            let i = scope[l as usize];
+                            let i = item_of(l)?;
                             (
                                 checked_line_total(items[i].unit_price, items[i].quantity)
-                                    .unwrap_or(i64::MAX),
+                                    .map_err(|_| too_large())?,
                                 Some(i),
                             )
                         }
@@ -428,7 +487,10 @@ impl Run<'_> {
                     };
                     let amount = match d.amount {
                         Amount::Fixed(m) => m,
-                        Amount::Percent(bp) => (i128::from(base) * i128::from(bp) / 10_000) as i64,
+                        Amount::Percent(bp) => {
+                            i64::try_from(i128::from(base) * i128::from(bp) / 10_000)
+                                .map_err(|_| too_large())?
+                        }
                     };
                     if amount > base {
                         return Err(invalid(format!(
@@ -456,32 +518,43 @@ impl Run<'_> {
                 for (i, mut adjustment) in line_adds {
                     let item = &mut items[i];
                     adjustment.amount = adjustment.amount.max(-item.line_total);
+                    undo.line_adjustments
+                        .push((i, item.adjustments.len(), item.line_total));
                     if adjustment.amount != 0 {
                         item.adjustments.push(adjustment);
                     }
-                    item.line_total =
-                        line_total(item).map_err(|_| invalid("amounts overflow".into()))?;
+                    item.line_total = line_total(item).map_err(|_| too_large())?;
                 }
-                let lines_total: i64 = items.iter().map(|i| i.line_total).sum();
-                let mut left = lines_total + self.adjustments.iter().map(|a| a.amount).sum::<i64>();
+                let mut left = items
+                    .iter()
+                    .map(|i| i.line_total)
+                    .chain(self.adjustments.iter().map(|a| a.amount))
+                    .try_fold(0i64, i64::checked_add)
+                    .ok_or_else(too_large)?;
                 // A seller's order is its own lines: its plugins' order
                 // discounts never take more than what is left of them.
                 let seller = plugin.plugin.seller();
                 if let Some(seller) = seller {
-                    let own: i64 = scope.iter().map(|&i| items[i].line_total).sum();
+                    let own = scope
+                        .iter()
+                        .map(|&i| items[i].line_total)
+                        .try_fold(0i64, i64::checked_add)
+                        .ok_or_else(too_large)?;
                     let taken = self
                         .seller_order_discounts
                         .get(&seller)
                         .copied()
                         .unwrap_or(0);
-                    left = left.min(own - taken);
+                    undo.seller_taken = Some((seller, taken));
+                    left = left.min(own.checked_sub(taken).ok_or_else(too_large)?);
                 }
+                undo.order_adjustments = Some(self.adjustments.len());
                 for mut adjustment in order_adds {
                     adjustment.amount = adjustment.amount.max(-left.max(0));
-                    left += adjustment.amount;
+                    left = left.checked_add(adjustment.amount).ok_or_else(too_large)?;
                     if let Some(seller) = seller {
-                        *self.seller_order_discounts.entry(seller).or_default() -=
-                            adjustment.amount;
+                        let taken = self.seller_order_discounts.entry(seller).or_default();
+                        *taken = taken.checked_sub(adjustment.amount).ok_or_else(too_large)?;
                     }
                     if adjustment.amount != 0 {
                         self.adjustments.push(adjustment);
@@ -489,17 +562,68 @@ impl Run<'_> {
                 }
             }
             Output::Validation(found) => {
+                undo.violations = Some(self.violations.len());
                 for v in found {
+                    let product_id = match v.line {
+                        Some(l) => Some(items[item_of(l)?].product_id),
+                        None => None,
+                    };
                     self.violations.push(Violation {
                         code: v.code,
                         message: v.message,
-                        product_id: v.line.map(|l| items[scope[l as usize]].product_id),
+                        product_id,
                         plugin: name.clone(),
                     });
                 }
             }
         }
         Ok(())
+    }
+}
+
+fn invalid(reason: String) -> Failure {
+    Failure::new(FailureKind::InvalidOutput, reason)
+}
+
+/// An answer after which the cart's amounts no longer fit in an `i64`.
+fn too_large() -> Failure {
+    invalid("its answer makes the cart's amounts too large to add up".into())
+}
+
+/// How to take back what one answer changed, newest first.
+#[derive(Default)]
+struct Undo {
+    /// A line's unit price and total before a price change.
+    prices: Vec<(usize, i64, i64)>,
+    /// A line's number of adjustments and total before a discount.
+    line_adjustments: Vec<(usize, usize, i64)>,
+    /// The number of order adjustments before the answer's.
+    order_adjustments: Option<usize>,
+    /// What the seller's plugins had taken off its order before.
+    seller_taken: Option<(Uuid, i64)>,
+    /// The number of violations before the answer's.
+    violations: Option<usize>,
+}
+
+impl Undo {
+    fn revert(self, run: &mut Run<'_>, items: &mut [PricedItem]) {
+        for (i, unit_price, line_total) in self.prices.into_iter().rev() {
+            items[i].unit_price = unit_price;
+            items[i].line_total = line_total;
+        }
+        for (i, adjustments, line_total) in self.line_adjustments.into_iter().rev() {
+            items[i].adjustments.truncate(adjustments);
+            items[i].line_total = line_total;
+        }
+        if let Some(len) = self.order_adjustments {
+            run.adjustments.truncate(len);
+        }
+        if let Some((seller, taken)) = self.seller_taken {
+            run.seller_order_discounts.insert(seller, taken);
+        }
+        if let Some(len) = self.violations {
+            run.violations.truncate(len);
+        }
     }
 }
 
@@ -511,12 +635,17 @@ fn record_metrics(plugin: &Installed, report: &CallReport) {
     metrics::histogram!("plugin_fuel_used", "plugin" => name.clone())
         .record(report.fuel_used as f64);
     if let Err(f) = &report.result {
-        let kind = serde_json::to_value(f.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        metrics::counter!("plugin_failures_total", "plugin" => name, "kind" => kind).increment(1);
+        record_failure(&name, f.kind);
     }
+}
+
+fn record_failure(plugin: &str, kind: FailureKind) {
+    let kind = serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    metrics::counter!("plugin_failures_total", "plugin" => plugin.to_owned(), "kind" => kind)
+        .increment(1);
 }
 
 fn overflow() -> Error {
@@ -534,6 +663,29 @@ fn line_total(item: &PricedItem) -> Result<i64> {
         total = total.checked_add(a.amount).ok_or_else(overflow)?;
     }
     Ok(total.max(0))
+}
+
+/// Whether the cart's sums as [`totals`] adds them up — each line's total,
+/// the subtotal, the discounts and the total — all fit in an `i64`.
+fn sums_fit(items: &[PricedItem], order_adjustments: &[Adjustment]) -> bool {
+    let sums = || -> Option<()> {
+        let mut subtotal: i64 = 0;
+        let mut discount_total: i64 = 0;
+        for item in items {
+            let gross = item.unit_price.checked_mul(item.quantity)?;
+            subtotal = subtotal.checked_add(gross)?;
+            let mut line = gross;
+            for a in &item.adjustments {
+                discount_total = discount_total.checked_sub(a.amount)?;
+                line = line.checked_add(a.amount)?;
+            }
+        }
+        for a in order_adjustments {
+            discount_total = discount_total.checked_sub(a.amount)?;
+        }
+        subtotal.checked_sub(discount_total).map(|_| ())
+    };
+    sums().is_some()
 }
 
 /// Adds up a priced cart; every sum is checked.

@@ -15,8 +15,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Merchant};
+use crate::domain::{MAX_PRICE, MAX_QUANTITY, parse_attributes, parse_code, parse_tags};
 use crate::error::{Error, Result};
 use crate::plugins::io::{Report, SampleCart};
+use crate::plugins::limits::MAX_CART_LINES;
 use crate::plugins::registry::{FailurePolicy, MAX_CONFIG_BYTES, NewPlugin, Plugin, Settings};
 use crate::plugins::runtime::Hook;
 use crate::startup::AppState;
@@ -352,9 +354,18 @@ pub struct DryRun {
 }
 
 /// Runs the plugin once on a sample cart, exactly as checkout would (same
-/// limits): its output or failure, fuel, time, peak memory and logs.
+/// limits): its output or failure, fuel, time, peak memory and logs. The
+/// sample is held to a cart's limits (lines, quantities, prices, codes,
+/// tags, attributes, config), so it buys no more fuel or time than a real
+/// cart; and a merchant runs at most a few dry runs at once (429 with
+/// `Retry-After` beyond), since each is CPU work on the merchant's own input.
 #[utoipa::path(post, path = "/v1/plugins/{id}/dry-run", tag = "plugins", security(("bearer" = [])), request_body = DryRun,
-    responses((status = 200, body = Report), (status = 404, body = shopeezy_common::Problem)))]
+    responses(
+        (status = 200, body = Report),
+        (status = 404, body = shopeezy_common::Problem),
+        (status = 422, body = shopeezy_common::Problem, description = "`validation_failed`: the sample breaks a cart's limits"),
+        (status = 429, body = shopeezy_common::Problem, description = "`too_many_dry_runs`, with `Retry-After`"),
+    ))]
 async fn dry_run(
     State(state): State<AppState>,
     Merchant(caller): Merchant,
@@ -362,13 +373,31 @@ async fn dry_run(
     Json(body): Json<DryRun>,
 ) -> Result<Json<Report>> {
     let plugin = managed(&state, &caller, id).await?;
+    check_sample(&body.cart)?;
     let registry = state.pipeline.registry().clone();
+    let slots = registry.runtime().dry_runs.clone();
+    let slot = slots.take(caller.id).ok_or_else(|| {
+        Error::from(
+            Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_dry_runs",
+                format!(
+                    "at most {} dry runs of one merchant run at once; retry when one has finished",
+                    slots.per_merchant()
+                ),
+            )
+            .with_header(header::RETRY_AFTER, header::HeaderValue::from_static("1")),
+        )
+    })?;
     let compiled = registry.compiled(&plugin).await?;
     let input = body.cart.to_input(
         &plugin.config.to_string(),
         chrono::Utc::now().timestamp_millis(),
     );
     let report = tokio::task::spawn_blocking(move || {
+        // The slot is held until the CPU work ends, also when the client
+        // has gone away in the meantime.
+        let _slot = slot;
         let runtime = registry.runtime();
         Report::new(
             runtime.call(&compiled, &input),
@@ -379,3 +408,58 @@ async fn dry_run(
     .map_err(|e| Error::Internal(e.into()))?;
     Ok(Json(report))
 }
+
+/// Refuses a sample a cart could not be: more lines than
+/// [`MAX_CART_LINES`], a quantity or price out of a cart's range, more codes
+/// than a cart holds, tags or attributes a product could not have, or a
+/// config larger than a plugin's.
+fn check_sample(cart: &SampleCart) -> Result<()> {
+    if cart.lines.len() > MAX_CART_LINES {
+        return Err(Error::invalid(
+            "cart.lines",
+            format!(
+                "has {} lines; a cart has at most {MAX_CART_LINES}",
+                cart.lines.len()
+            ),
+        ));
+    }
+    for line in &cart.lines {
+        if !(1..=MAX_QUANTITY).contains(&i64::from(line.quantity)) {
+            return Err(Error::invalid(
+                "cart.lines.quantity",
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            ));
+        }
+        if !(0..=MAX_PRICE).contains(&line.unit_price) {
+            return Err(Error::invalid(
+                "cart.lines.unit_price",
+                format!("must be an integer of minor units between 0 and {MAX_PRICE}"),
+            ));
+        }
+        let id_ok = |s: &str| s.len() <= 64;
+        if !id_ok(&line.product_id) || !id_ok(&line.seller_id) || !id_ok(&line.sku) {
+            return Err(Error::invalid(
+                "cart.lines",
+                "a product_id, seller_id or sku is longer than 64 bytes",
+            ));
+        }
+        parse_tags(&line.tags)?;
+        parse_attributes(&line.attributes)?;
+    }
+    if cart.codes.len() > MAX_CODES {
+        return Err(Error::invalid(
+            "cart.codes",
+            format!("a cart holds at most {MAX_CODES} codes"),
+        ));
+    }
+    for code in &cart.codes {
+        parse_code(code)?;
+    }
+    if let Some(config) = &cart.config {
+        parse_config(config.clone())?;
+    }
+    Ok(())
+}
+
+/// Most codes a sample may hold: as many as a cart.
+const MAX_CODES: usize = crate::store::carts::MAX_CODES as usize;

@@ -3,16 +3,27 @@
 //! compiled and pre-instantiated once per version, and a fresh store and
 //! instance for every call, so nothing carries over from one shopper to the
 //! next.
+//!
+//! A call's wall-time limit covers the time it spends in host functions too.
+//! The epoch deadline only interrupts wasm code, so nothing the host gives a
+//! guest may wait: the monotonic clock is fixed and its timers are due at
+//! once, stdin is closed, stdout and stderr are sinks, sockets are refused,
+//! and `wasi:io/poll` gives up at the call's deadline if anything ever does
+//! wait. A call that still ends past its time is a time failure.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::bindings::io::poll as async_poll;
+use wasmtime_wasi::p2::bindings::sync::io::poll as sync_poll;
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::limits::{Limits, MemoryLimiter};
+use super::limits::{DryRunSlots, Grant, Limits, MemoryLimiter};
 
 /// The generated bindings of `wit/plugin.wit`: one world per hook, sharing
 /// one set of types.
@@ -83,11 +94,15 @@ impl Hook {
 }
 
 /// What a call's store holds: a WASI context that grants nothing, the
-/// memory limiter, and the call's logs.
+/// memory limiter, the call's deadline and its logs.
 pub struct PluginCtx {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// The request's time, in nanoseconds: what the monotonic clock reads.
+    now_ns: u64,
+    /// When the call's wall time is up: no host function waits past it.
+    deadline: Instant,
     logs: Vec<LogLine>,
     log_bytes: usize,
     logs_dropped: usize,
@@ -118,6 +133,99 @@ impl bindings::shopeezy::plugin::log::Host for PluginCtx {
             message,
         });
     }
+}
+
+/// The monotonic clock of a plugin: it reads the request's time, so a timer
+/// on it is due at once. A sleep returns immediately instead of holding a
+/// thread the epoch deadline cannot interrupt; a guest that waits for the
+/// clock to move never sees it move and is stopped by its limits.
+impl monotonic_clock::Host for PluginCtx {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(self.now_ns)
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(1_000_000)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        _when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        due(&mut self.table)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        _duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        due(&mut self.table)
+    }
+}
+
+/// A timer that is already due.
+struct Due;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Due {
+    async fn ready(&mut self) {}
+}
+
+fn due(table: &mut ResourceTable) -> wasmtime::Result<Resource<DynPollable>> {
+    let timer = table.push(Due)?;
+    subscribe(table, timer)
+}
+
+/// `wasi:io/poll` with the call's deadline: every pollable a plugin can get is
+/// ready at once, but should one ever wait, the call ends at its deadline
+/// rather than holding the thread.
+impl sync_poll::Host for PluginCtx {
+    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        let deadline = self.deadline;
+        wait_until(deadline, async_poll::Host::poll(&mut self.table, pollables))?
+    }
+}
+
+impl sync_poll::HostPollable for PluginCtx {
+    fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        sync_poll::HostPollable::ready(&mut self.table, pollable)
+    }
+
+    fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        let deadline = self.deadline;
+        wait_until(
+            deadline,
+            async_poll::HostPollable::block(&mut self.table, pollable),
+        )?
+    }
+
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        sync_poll::HostPollable::drop(&mut self.table, pollable)
+    }
+}
+
+/// A host function waited until the call's deadline.
+#[derive(Debug)]
+struct WaitedPastDeadline;
+
+impl std::fmt::Display for WaitedPastDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the plugin waited in a host call until its time was up")
+    }
+}
+
+impl std::error::Error for WaitedPastDeadline {}
+
+/// Runs `wait` to its end or until `deadline`, whichever is first.
+fn wait_until<T>(
+    deadline: Instant,
+    wait: impl std::future::Future<Output = T>,
+) -> wasmtime::Result<T> {
+    wasmtime_wasi::runtime::in_tokio(async {
+        tokio::time::timeout_at(deadline.into(), wait)
+            .await
+            .map_err(|_| wasmtime::Error::new(WaitedPastDeadline))
+    })
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -186,10 +294,14 @@ pub enum FailureKind {
     Trap,
     /// The guest returned an error.
     Error,
-    /// The answer broke the contract (index out of range, negative price, …).
+    /// The answer broke the contract (index out of range, negative price,
+    /// amounts too large to add up, …).
     InvalidOutput,
     /// No instance could be made.
     Instantiate,
+    /// The request's plugin budget (fuel and time of all its plugins
+    /// together) was spent before or during the call.
+    Budget,
 }
 
 /// A failed call: which kind, and a reason a merchant can act on.
@@ -289,6 +401,8 @@ pub struct Runtime {
     linker: std::sync::Arc<Linker<PluginCtx>>,
     /// The limits of every call.
     pub limits: Limits,
+    /// The dry runs running now, per merchant.
+    pub dry_runs: Arc<DryRunSlots>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -307,6 +421,14 @@ impl Runtime {
         // WASI with no capabilities: guests built for wasm32-wasip2 import
         // it, and every call is answered from an empty, fixed context.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        // The clock's timers and `wasi:io/poll` replace WASI's own, which
+        // sleep on real timers the epoch deadline cannot interrupt.
+        linker.allow_shadowing(true);
+        monotonic_clock::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(&mut linker, |ctx| ctx)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        sync_poll::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(&mut linker, |ctx| ctx)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        linker.allow_shadowing(false);
         bindings::shopeezy::plugin::log::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(
             &mut linker,
             |ctx| ctx,
@@ -315,6 +437,7 @@ impl Runtime {
         Ok(Self {
             engine,
             linker: std::sync::Arc::new(linker),
+            dry_runs: Arc::new(DryRunSlots::new(limits.dry_runs_per_merchant)),
             limits,
         })
     }
@@ -349,21 +472,30 @@ impl Runtime {
         })
     }
 
-    /// Calls a plugin once on `cart`, in a fresh store and instance.
+    /// Calls a plugin once on `cart`, in a fresh store and instance, with
+    /// the call's own limits.
     pub fn call(&self, compiled: &Compiled, cart: &Cart) -> CallReport {
+        self.call_with(compiled, cart, self.limits.grant(cart.lines.len()))
+    }
+
+    /// Calls a plugin once on `cart`, in a fresh store and instance, with
+    /// the fuel and wall time of `grant`.
+    pub fn call_with(&self, compiled: &Compiled, cart: &Cart, grant: Grant) -> CallReport {
         let lines = cart.lines.len();
-        let fuel = self.limits.fuel(lines);
-        let time_ms = self.limits.time_ms(lines);
+        let fuel = grant.fuel;
         let started = Instant::now();
-        let mut store = Store::new(&self.engine, self.context(cart.now_ms));
+        let deadline = started + grant.time;
+        let mut store = Store::new(&self.engine, self.context(cart.now_ms, deadline));
         store.limiter(|ctx| &mut ctx.limiter);
         let result = match store.set_fuel(fuel) {
             Ok(()) => {
-                store.set_epoch_deadline(time_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1));
+                let ticks = grant.time.as_micros().div_ceil(EPOCH_TICK.as_micros());
+                store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
                 invoke(&mut store, compiled, cart)
             }
             Err(e) => Err(e),
         };
+        let elapsed = started.elapsed();
         let remaining = store.get_fuel().unwrap_or(0);
         let ctx = store.data_mut();
         let result = result.map_err(|e| {
@@ -371,12 +503,14 @@ impl Runtime {
                 &e,
                 remaining,
                 ctx.limiter.hit,
-                fuel,
-                time_ms,
+                &grant,
                 self.limits.memory_bytes,
             )
         });
         let result = match result {
+            // A call that ended past its time spent it in host functions,
+            // where the epoch does not reach: still a time failure.
+            _ if elapsed > grant.time => Err(out_of_time(&grant)),
             Ok(Ok(output)) => check_output(output, lines, &self.limits),
             Ok(Err(message)) => Err(Failure::new(
                 FailureKind::Error,
@@ -388,25 +522,31 @@ impl Runtime {
         CallReport {
             result,
             fuel_used: fuel.saturating_sub(remaining),
-            elapsed: started.elapsed(),
+            elapsed,
             peak_memory_bytes: ctx.limiter.peak_bytes,
             logs: ctx.logs,
             logs_dropped: ctx.logs_dropped,
         }
     }
 
-    fn context(&self, now_ms: i64) -> PluginCtx {
+    fn context(&self, now_ms: i64, deadline: Instant) -> PluginCtx {
         let wasi = WasiCtx::builder()
             .wall_clock(FixedClock(now_ms))
             .monotonic_clock(FixedClock(now_ms))
             .secure_random(ZeroRng)
             .insecure_random(ZeroRng)
             .insecure_random_seed(0)
+            // No sockets at all, not even unconnected ones: nothing to wait on.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         PluginCtx {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(self.limits.memory_bytes),
+            now_ns: FixedClock(now_ms).nanos(),
+            deadline,
             logs: Vec::new(),
             log_bytes: 0,
             logs_dropped: 0,
@@ -445,23 +585,16 @@ fn classify(
     e: &wasmtime::Error,
     fuel_left: u64,
     memory_hit: bool,
-    fuel: u64,
-    time_ms: u64,
+    grant: &Grant,
     memory: usize,
 ) -> Failure {
+    if e.is::<WaitedPastDeadline>() {
+        return out_of_time(grant);
+    }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => Failure::new(
-            FailureKind::Fuel,
-            format!("fuel limit reached: {fuel} units"),
-        ),
-        _ if fuel_left == 0 => Failure::new(
-            FailureKind::Fuel,
-            format!("fuel limit reached: {fuel} units"),
-        ),
-        Some(Trap::Interrupt) => Failure::new(
-            FailureKind::Time,
-            format!("time limit reached: {time_ms} ms"),
-        ),
+        Some(Trap::OutOfFuel) => out_of_fuel(grant),
+        _ if fuel_left == 0 => out_of_fuel(grant),
+        Some(Trap::Interrupt) => out_of_time(grant),
         Some(Trap::StackOverflow) => Failure::new(
             FailureKind::Stack,
             "stack overflow (the stack limit was reached)",
@@ -481,6 +614,39 @@ fn classify(
             FailureKind::Trap,
             format!("the plugin failed: {}", truncate(&format!("{e:#}"), 512)),
         ),
+    }
+}
+
+/// The failure of a call that used all its fuel: its own limit, or what was
+/// left of its request's budget.
+fn out_of_fuel(grant: &Grant) -> Failure {
+    if grant.fuel_from_budget {
+        Failure::new(
+            FailureKind::Budget,
+            format!(
+                "request plugin budget spent: the call used the {} fuel units left of it",
+                grant.fuel
+            ),
+        )
+    } else {
+        Failure::new(
+            FailureKind::Fuel,
+            format!("fuel limit reached: {} units", grant.fuel),
+        )
+    }
+}
+
+/// The failure of a call that ran out of wall time, its own or what was
+/// left of its request's budget.
+fn out_of_time(grant: &Grant) -> Failure {
+    let ms = grant.time.as_millis();
+    if grant.time_from_budget {
+        Failure::new(
+            FailureKind::Budget,
+            format!("request plugin budget spent: the call used the {ms} ms left of it"),
+        )
+    } else {
+        Failure::new(FailureKind::Time, format!("time limit reached: {ms} ms"))
     }
 }
 
@@ -576,6 +742,13 @@ fn truncate(text: &str, max: usize) -> String {
 /// A clock that always reads the request's time: plugins are deterministic.
 struct FixedClock(i64);
 
+impl FixedClock {
+    /// The time in nanoseconds since the epoch (0 before it).
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.0).unwrap_or(0).saturating_mul(1_000_000)
+    }
+}
+
 impl wasmtime_wasi::HostWallClock for FixedClock {
     fn resolution(&self) -> Duration {
         Duration::from_millis(1)
@@ -590,7 +763,7 @@ impl wasmtime_wasi::HostMonotonicClock for FixedClock {
         1_000_000
     }
     fn now(&self) -> u64 {
-        (self.0.max(0) as u64).saturating_mul(1_000_000)
+        self.nanos()
     }
 }
 
