@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, env = "SHOPEEZY_PLUGIN_REQUEST_TIME_MS", default_value_t = Limits::default().request_time_base_ms)]
     pub plugin_request_time_ms: u64,
 
+    /// Most lines (different products) of one cart, and of a dry run's
+    /// sample cart (beyond: 409 `cart_full`, 422).
+    #[arg(long, env = "SHOPEEZY_CART_MAX_LINES", default_value_t = Limits::default().cart_lines)]
+    pub cart_max_lines: usize,
+
     /// Most dry runs of one merchant running at once (beyond: 429).
     #[arg(long, env = "SHOPEEZY_PLUGIN_DRY_RUNS", default_value_t = Limits::default().dry_runs_per_merchant)]
     pub plugin_dry_runs: usize,
@@ -121,6 +126,7 @@ impl Config {
             request_fuel_per_line: self.plugin_request_fuel_per_line,
             request_time_base_ms: self.plugin_request_time_ms,
             dry_runs_per_merchant: self.plugin_dry_runs,
+            cart_lines: self.cart_max_lines,
             ..Limits::default()
         }
     }

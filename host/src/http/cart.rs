@@ -73,7 +73,7 @@ pub struct SetQuantity {
     responses(
         (status = 200, body = PricedCart),
         (status = 404, body = shopeezy_common::Problem, description = "no such product on sale"),
-        (status = 409, body = shopeezy_common::Problem, description = "`insufficient_stock` or `currency_mismatch`"),
+        (status = 409, body = shopeezy_common::Problem, description = "`insufficient_stock`, `currency_mismatch` or `cart_full`"),
         (status = 422, body = shopeezy_common::Problem),
     ))]
 async fn set_item(
@@ -113,6 +113,16 @@ async fn set_item(
                 "the cart is in {}, this product in {}",
                 other.product.currency, product.currency
             ),
+        ));
+    }
+    // The pricing of a cart (plugins included) grows with its lines: a cart
+    // has a bound like every other input (a racing PUT of the same shopper
+    // may add one more).
+    let max_lines = state.pipeline.registry().runtime().limits.cart_lines;
+    if cart.lines.len() >= max_lines && !cart.lines.iter().any(|l| l.product.id == product_id) {
+        return Err(Error::conflict(
+            "cart_full",
+            format!("a cart holds at most {max_lines} different products"),
         ));
     }
     carts::set_quantity(&state.db, caller.id, product_id, quantity.get()).await?;

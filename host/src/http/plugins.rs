@@ -18,7 +18,6 @@ use crate::auth::{Caller, Merchant};
 use crate::domain::{MAX_PRICE, MAX_QUANTITY, parse_attributes, parse_code, parse_tags};
 use crate::error::{Error, Result};
 use crate::plugins::io::{Report, SampleCart};
-use crate::plugins::limits::MAX_CART_LINES;
 use crate::plugins::registry::{FailurePolicy, MAX_CONFIG_BYTES, NewPlugin, Plugin, Settings};
 use crate::plugins::runtime::Hook;
 use crate::startup::AppState;
@@ -373,7 +372,7 @@ async fn dry_run(
     Json(body): Json<DryRun>,
 ) -> Result<Json<Report>> {
     let plugin = managed(&state, &caller, id).await?;
-    check_sample(&body.cart)?;
+    check_sample(&body.cart, state.pipeline.registry().runtime().limits.cart_lines)?;
     let registry = state.pipeline.registry().clone();
     let slots = registry.runtime().dry_runs.clone();
     let slot = slots.take(caller.id).ok_or_else(|| {
@@ -409,16 +408,16 @@ async fn dry_run(
     Ok(Json(report))
 }
 
-/// Refuses a sample a cart could not be: more lines than
-/// [`MAX_CART_LINES`], a quantity or price out of a cart's range, more codes
+/// Refuses a sample a cart could not be: more lines than a cart may hold
+/// (`max_lines`), a quantity or price out of a cart's range, more codes
 /// than a cart holds, tags or attributes a product could not have, or a
 /// config larger than a plugin's.
-fn check_sample(cart: &SampleCart) -> Result<()> {
-    if cart.lines.len() > MAX_CART_LINES {
+fn check_sample(cart: &SampleCart, max_lines: usize) -> Result<()> {
+    if cart.lines.len() > max_lines {
         return Err(Error::invalid(
             "cart.lines",
             format!(
-                "has {} lines; a cart has at most {MAX_CART_LINES}",
+                "has {} lines; a cart has at most {max_lines}",
                 cart.lines.len()
             ),
         ));

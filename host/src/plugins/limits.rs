@@ -20,6 +20,8 @@ pub const MAX_CART_LINES: usize = 1_000;
 /// Per-call limits, from configuration.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Most lines (different products) of a cart, and of a dry run's sample.
+    pub cart_lines: usize,
     /// Fuel (≈ wasm instructions) for a call on an empty cart.
     pub fuel_base: u64,
     /// Extra fuel per cart line.
@@ -76,6 +78,7 @@ impl Default for Limits {
             request_time_base_ms: 250,
             request_time_per_100_lines_ms: 125,
             dry_runs_per_merchant: 2,
+            cart_lines: MAX_CART_LINES,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::Barrier;
 
-use crate::helpers::{Backend, id_of, spawn_app};
+use crate::helpers::{Backend, Options, id_of, spawn_app, spawn_app_with};
 
 both_backends!(
     a_line_is_set_changed_and_removed,
@@ -13,6 +13,7 @@ both_backends!(
     promotion_codes_are_entered_and_removed,
     every_shopper_has_a_cart_of_their_own,
     the_code_limit_holds_when_codes_arrive_at_once,
+    a_cart_holds_a_bounded_number_of_lines,
 );
 
 async fn a_line_is_set_changed_and_removed(backend: Backend) {
@@ -221,4 +222,37 @@ async fn the_code_limit_holds_when_codes_arrive_at_once(backend: Backend) {
         assert!(codes <= 10, "round {round}: the cart holds {codes} codes");
         assert_eq!(accepted, codes, "every accepted code is in the cart");
     }
+}
+
+fn five_lines(config: &mut shopeezy_host::Config) {
+    config.cart_max_lines = 5;
+}
+
+/// Pricing a cart (its plugins included) grows with its lines, so a cart
+/// holds a bounded number: past it, a new product is 409 `cart_full`; a
+/// line already there can still change.
+async fn a_cart_holds_a_bounded_number_of_lines(backend: Backend) {
+    let options = Options {
+        configure_host: Some(five_lines),
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(backend, options).await else {
+        return;
+    };
+    let seller = app.seller().await;
+    let shopper = app.customer().await;
+    let mut products = Vec::new();
+    for i in 0..6 {
+        products.push(id_of(&app.product(&seller, &format!("Item {i}"), 100, 10).await));
+    }
+    for p in &products[..5] {
+        app.put_item(&shopper, *p, 1).await.expect(200);
+    }
+    app.put_item(&shopper, products[5], 1)
+        .await
+        .expect_problem(409, "cart_full");
+    app.put_item(&shopper, products[0], 3).await.expect(200);
+    assert_eq!(app.cart_lines(&shopper).await.len(), 5);
+    app.remove_item(&shopper, products[1]).await.expect(200);
+    app.put_item(&shopper, products[5], 1).await.expect(200);
 }

@@ -15,13 +15,16 @@ use sqlx::ConnectOptions;
 use uuid::Uuid;
 
 use crate::helpers::{
-    Api, Backend, Options, Reply, TestApp, User, eventually, send, spawn_app, spawn_app_with,
+    Api, Backend, Options, Reply, TestApp, User, eventually, id_of, send, spawn_app,
+    spawn_app_with,
 };
+use crate::plugin_helpers::{component, host_options};
 
 both_backends!(
     text_with_a_nul_is_refused_everywhere,
     a_currency_outside_iso_4217_is_refused,
     an_early_answer_closes_a_connection_whose_body_was_not_read,
+    a_slow_plugin_holds_no_lock_that_other_shoppers_wait_for,
 );
 
 async fn text_with_a_nul_is_refused_everywhere(backend: Backend) {
@@ -555,4 +558,62 @@ async fn a_rejection_quotes_at_most_a_short_prefix_of_the_input() {
     let reply = app.list_products(&query).await;
     reply.expect_problem(400, "invalid_query");
     assert!(reply.body.to_string().len() < 1_000);
+}
+
+/// Each plugin call may run long: 1.5 s of wall time, fuel without end.
+fn slow_plugins(config: &mut shopeezy_host::Config) {
+    config.plugin_fuel = u64::MAX / 4;
+    config.plugin_time_ms = 1_500;
+    config.plugin_request_fuel = u64::MAX / 4;
+    config.plugin_request_time_ms = 3_000;
+}
+
+/// A seller's plugin that runs until its time limit prices that seller's
+/// cart; meanwhile another shopper, who buys nothing of that seller, writes
+/// to their cart and checks out. On SQLite (one writer at a time) that
+/// shopper must not wait for the plugin: no plugin runs while a write lock
+/// (or any connection) is held.
+async fn a_slow_plugin_holds_no_lock_that_other_shoppers_wait_for(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, host_options(slow_plugins)).await else {
+        return;
+    };
+    let Some(wasm) = component("endless_loop") else {
+        return;
+    };
+    let slow_seller = app.seller().await;
+    let other_seller = app.seller().await;
+    app.install_plugin(&slow_seller, "slow", "pricing", &wasm, json!({}))
+        .await;
+    let slow = id_of(&app.product(&slow_seller, "Slow lamp", 1_000, 10).await);
+    let other = id_of(&app.product(&other_seller, "Quick mug", 500, 10).await);
+    let (victim, bystander) = (app.customer().await, app.customer().await);
+    app.put_item(&victim, slow, 1).await;
+    app.put_item(&bystander, other, 1).await.expect(200);
+
+    let api: &Api = &app;
+    let order = std::sync::Mutex::new(Vec::new());
+    let slow_checkout = async {
+        let key = Uuid::new_v4().to_string();
+        let reply = api.checkout(&victim, Some(&key), None).await;
+        order.lock().unwrap().push("slow checkout");
+        reply
+    };
+    let bystander_shops = async {
+        // Let the slow checkout reach its plugin first.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let put = api.put_item(&bystander, other, 2).await;
+        let key = Uuid::new_v4().to_string();
+        let placed = api.checkout(&bystander, Some(&key), None).await;
+        order.lock().unwrap().push("bystander");
+        (put, placed)
+    };
+    let (slow_reply, (put, placed)) = tokio::join!(slow_checkout, bystander_shops);
+    put.expect(200);
+    placed.expect(201);
+    slow_reply.expect_problem(503, "plugin_failed");
+    assert_eq!(
+        *order.lock().unwrap(),
+        vec!["bystander", "slow checkout"],
+        "the bystander did not wait for the slow plugin"
+    );
 }
