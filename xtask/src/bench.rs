@@ -295,7 +295,7 @@ pub(crate) async fn start(
     std::fs::create_dir_all(&dir)?;
     let ports = (free_port()?, free_port()?, free_port()?);
     let env = service_env(backend, &dir, ports);
-    let bin = root().join("target").join("debug");
+    let bin = super::target_dir().join("debug");
     let mut services = Services::default();
     services.start_with("account", &bin.join("shopeezy-account"), &env)?;
     let account = format!("127.0.0.1:{}", ports.0);

@@ -135,6 +135,12 @@ fn root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set, else
+/// `target/` of the workspace.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
@@ -316,7 +322,7 @@ fn run(release: bool) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
 
-    let bin = root().join("target").join(profile);
+    let bin = target_dir().join(profile);
     let mut children = Services::default();
     children.start("account", &bin.join("shopeezy-account"))?;
     let account = env_or_default("SHOPEEZY_ACCOUNT_HTTP_ADDR");
