@@ -58,24 +58,11 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
             catalog: 1000,
         }
     };
-    // The binaries `cargo xtask run` and `cargo xtask test` build: the dev
-    // profile, in which every crate is optimised (opt-level 2, see Cargo.toml).
-    status(cargo().args([
-        "build",
-        "--bin",
-        "shopeezy-account",
-        "--bin",
-        "shopeezy-host",
-    ]))?;
+    let backends = build_services(backend)?;
     let plugins = super::plugins::build(true)?;
     if full {
         status(cargo().args(PLUGIN_BENCH).arg("--no-run"))?;
     }
-    let backends: Vec<&str> = match backend {
-        Some(b @ ("postgres" | "sqlite")) => vec![b],
-        Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
-        None => vec!["postgres", "sqlite"],
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -118,6 +105,25 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
     println!("{md}");
     println!("written to {}", dir.display());
     Ok(())
+}
+
+/// Builds the services as `cargo xtask run` and `cargo xtask test` do (the
+/// dev profile, in which every crate is optimised: opt-level 2, see
+/// Cargo.toml); the backends to run on (`--backend`, else both).
+pub(crate) fn build_services(backend: Option<&str>) -> Result<Vec<&str>> {
+    let backends = match backend {
+        Some(b @ ("postgres" | "sqlite")) => vec![b],
+        Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
+        None => vec!["postgres", "sqlite"],
+    };
+    status(cargo().args([
+        "build",
+        "--bin",
+        "shopeezy-account",
+        "--bin",
+        "shopeezy-host",
+    ]))?;
+    Ok(backends)
 }
 
 fn free_port() -> Result<u16> {

@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::bench::{self, Client};
-use super::{Services, cargo, root, status};
+use super::{Services, root};
 
 /// Shoppers in the loop.
 const SHOPPERS: usize = 8;
@@ -30,18 +30,7 @@ pub fn run(minutes: u64, backend: Option<&str>) -> Result<()> {
     if minutes < 2 {
         bail!("a soak needs at least 2 minutes (the first is warm-up)");
     }
-    status(cargo().args([
-        "build",
-        "--bin",
-        "shopeezy-account",
-        "--bin",
-        "shopeezy-host",
-    ]))?;
-    let backends: Vec<&str> = match backend {
-        Some(b @ ("postgres" | "sqlite")) => vec![b],
-        Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
-        None => vec!["postgres", "sqlite"],
-    };
+    let backends = bench::build_services(backend)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -15,7 +15,7 @@ async fn a_redis_outage_fails_closed_and_recovers() {
     let Some(redis_url) = testing::reachable_redis().await else {
         return;
     };
-    let proxy = TcpProxy::start(&host_port(&redis_url)).await.unwrap();
+    let proxy = TcpProxy::start(&testing::url_host_port(&redis_url)).await.unwrap();
     let Some(app) = spawn_app_with(Backend::Production, |config| {
         config.redis_url = Some(format!("redis://{}", proxy.host_port()));
     })
@@ -71,11 +71,11 @@ async fn a_redis_outage_fails_closed_and_recovers() {
 
 #[tokio::test]
 async fn a_database_outage_is_503_and_recovers() {
-    let proxy = TcpProxy::start(&host_port(&testing::postgres_base_url()))
+    let proxy = TcpProxy::start(&testing::url_host_port(&testing::postgres_base_url()))
         .await
         .unwrap();
     let Some(app) = spawn_app_with(Backend::Production, |config| {
-        config.database_url = via(&config.database_url, &proxy.host_port());
+        config.database_url = testing::url_via(&config.database_url, &proxy.host_port());
     })
     .await
     else {
@@ -148,25 +148,4 @@ async fn wait_until_accepted(app: &TestApp, token: &str, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `host:port` of a `scheme://[user[:password]@]host:port[/path]` URL.
-fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-        .to_owned()
-}
-
-/// `url` with its `host:port` replaced by `host_port`.
-fn via(url: &str, host_port: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let userinfo = authority
-        .rsplit_once('@')
-        .map(|(userinfo, _)| format!("{userinfo}@"))
-        .unwrap_or_default();
-    format!("{scheme}://{userinfo}{host_port}{path}")
 }

@@ -23,6 +23,8 @@ use wasmtime_wasi::p2::bindings::sync::io::poll as sync_poll;
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use shopeezy_common::extract::excerpt;
+
 use super::limits::{DryRunSlots, Grant, Limits, MemoryLimiter};
 
 /// The generated bindings of `wit/plugin.wit`: one world per hook, sharing
@@ -514,7 +516,7 @@ impl Runtime {
             Ok(Ok(output)) => check_output(output, lines, &self.limits),
             Ok(Err(message)) => Err(Failure::new(
                 FailureKind::Error,
-                format!("the plugin returned an error: {}", truncate(&message, 512)),
+                format!("the plugin returned an error: {}", excerpt(&message, 512)),
             )),
             Err(failure) => Err(failure),
         };
@@ -612,7 +614,7 @@ fn classify(
         }
         None => Failure::new(
             FailureKind::Trap,
-            format!("the plugin failed: {}", truncate(&format!("{e:#}"), 512)),
+            format!("the plugin failed: {}", excerpt(&format!("{e:#}"), 512)),
         ),
     }
 }
@@ -726,17 +728,6 @@ fn check_output(output: Output, lines: usize, limits: &Limits) -> Result<Output,
         }
     }
     Ok(output)
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// A clock that always reads the request's time: plugins are deterministic.
