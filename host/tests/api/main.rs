@@ -37,6 +37,7 @@ mod idempotency;
 mod ops;
 mod orders;
 mod plugin_helpers;
+mod plugins_compile;
 mod plugins_examples;
 mod plugins_races;
 mod plugins_runner;
