@@ -3,8 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use shopeezy_common::Problem;
 use shopeezy_common::db::{Db, Migrations};
 use shopeezy_common::events::{self, Relay};
 use shopeezy_common::ops::{self, Check, Readiness};
@@ -111,6 +117,10 @@ impl Application {
             shutdown,
         } = self;
         let (api, openapi) = crate::http::api(state.clone());
+        let api = api.layer(axum::middleware::from_fn_with_state(
+            state.pipeline.registry().clone(),
+            wait_for_plugins,
+        ));
         let api = events::wake_after_writes(api, &state.relay);
         let router = ops::app(api, readiness(&state), openapi);
         let relay = state.relay.spawn(shutdown.wait());
@@ -124,11 +134,64 @@ impl Application {
     }
 }
 
+/// How long a request that prices a cart waits, after a start, for the
+/// installed plugins to be compiled before it is answered 503
+/// `plugins_loading`. Compiles are bounded (`plugins::compile`), so only a
+/// host with many large plugins installed gets near it.
+const PLUGINS_LOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// Holds back the requests that run the pricing pipeline (cart and
+/// checkout) until the plugins installed at start-up are compiled, up to
+/// [`PLUGINS_LOAD_WAIT`]: pricing without them would show and charge other
+/// prices than the merchants set. Every other request (the catalog, orders,
+/// plugin management, `/readyz`) is served at once. The host listens while
+/// it compiles; `/readyz` says `unready` until it is done, so a load
+/// balancer sends shoppers elsewhere meanwhile.
+async fn wait_for_plugins(
+    State(registry): State<Arc<Registry>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let prices = path.starts_with("/v1/cart") || path.starts_with("/v1/checkout");
+    if prices && !registry.loaded() && !registry.wait_loaded(PLUGINS_LOAD_WAIT).await {
+        return Problem::unavailable(
+            "plugins_loading",
+            "the host has just started and is still compiling the installed plugins; try again shortly",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("2"))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The `/readyz` check of the plugins: unready while the installed ones are
+/// compiled after a start; then the count of compiled versions in memory.
+fn plugins_check(registry: &Registry) -> Check {
+    let versions = registry.compiled_versions();
+    if registry.loaded() {
+        Check {
+            status: "ok",
+            required: true,
+            detail: Some(format!("{versions} compiled versions in memory")),
+        }
+    } else {
+        Check {
+            status: "unavailable",
+            required: true,
+            detail: Some(format!(
+                "compiling the installed plugins ({versions} compiled versions in memory)"
+            )),
+        }
+    }
+}
+
 fn readiness(state: &AppState) -> Readiness {
     ops::readiness(state.clone(), |state| async move {
         let mut checks = BTreeMap::new();
         checks.insert("database", Check::from_result(true, state.db.ping().await));
         checks.insert("auth", Check::from_result(true, state.auth.ping().await));
+        checks.insert("plugins", plugins_check(state.pipeline.registry()));
         if let Some(broker) = state.relay.broker_check() {
             checks.insert("broker", broker);
         }

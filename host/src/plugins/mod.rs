@@ -3,6 +3,7 @@
 
 #[doc(hidden)]
 pub mod bench;
+pub mod compile;
 pub mod io;
 pub mod limits;
 pub mod registry;

@@ -8,8 +8,15 @@
 //! moved, compiling only versions it has not compiled before (cached by
 //! content hash). A request takes one snapshot and uses it throughout, so it
 //! sees the old or the new set of plugins, never a mix.
+//!
+//! The cache holds only what is in force: after each reload, a version no
+//! enabled plugin uses any more (uninstalled, replaced, disabled) is
+//! dropped, and its compiled code is freed once the last request using the
+//! old snapshot ends. Compiles go through [`Compiler`], which bounds their
+//! cost. At start-up the installed plugins are compiled in the background
+//! (see [`Registry::load`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -20,6 +27,7 @@ use shopeezy_common::db::{Db, now};
 use shopeezy_common::{with_db, with_tx};
 use uuid::Uuid;
 
+use super::compile::{CompileLimits, Compiler};
 use super::runtime::{Compiled, Hook, Runtime};
 use crate::error::{Error, Result};
 
@@ -180,12 +188,88 @@ impl Snapshot {
     }
 }
 
+/// A compiled version's key: the component's SHA-256 and the hook's world.
+type VersionKey = (String, Hook);
+
+/// Most compiled versions kept that no plugin has used yet: compiled at an
+/// upload that then failed (a name taken) or for a dry-run of a disabled
+/// plugin. The oldest go first.
+const UNUSED_KEPT: usize = 4;
+
+/// The compiled versions in memory.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<VersionKey, Cached>,
+    /// Counts insertions, to find the oldest unused entries.
+    inserted: u64,
+}
+
+struct Cached {
+    compiled: Compiled,
+    /// Whether a published snapshot used it: once it no longer does, it goes.
+    used: bool,
+    order: u64,
+}
+
+impl Cache {
+    fn get(&self, key: &VersionKey) -> Option<Compiled> {
+        self.entries.get(key).map(|c| c.compiled.clone())
+    }
+
+    /// Adds a compiled version; `used` when it is compiled for the
+    /// snapshot being built (so it is not taken for an unused one).
+    fn insert(&mut self, key: VersionKey, compiled: Compiled, used: bool) {
+        self.inserted += 1;
+        let order = self.inserted;
+        self.entries
+            .entry(key)
+            .or_insert(Cached {
+                compiled,
+                used,
+                order,
+            })
+            .used |= used;
+        self.forget_unused(|_| false);
+    }
+
+    /// Keeps what `in_use` holds (marked used), what was never used yet
+    /// (the newest few), and drops the rest.
+    fn retain(&mut self, in_use: &HashSet<VersionKey>) {
+        for (key, cached) in &mut self.entries {
+            cached.used |= in_use.contains(key);
+        }
+        self.forget_unused(|key| !in_use.contains(key));
+    }
+
+    /// Drops the entries `gone` says are out of use, and all but the newest
+    /// [`UNUSED_KEPT`] entries never used.
+    fn forget_unused(&mut self, gone: impl Fn(&VersionKey) -> bool) {
+        self.entries.retain(|key, c| !(c.used && gone(key)));
+        let mut unused: Vec<(u64, VersionKey)> = self
+            .entries
+            .iter()
+            .filter(|(_, c)| !c.used)
+            .map(|(k, c)| (c.order, k.clone()))
+            .collect();
+        if unused.len() > UNUSED_KEPT {
+            unused.sort_unstable_by_key(|(order, _)| *order);
+            for (_, key) in &unused[..unused.len() - UNUSED_KEPT] {
+                self.entries.remove(key);
+            }
+        }
+        metrics::gauge!("plugin_compiled_versions").set(self.entries.len() as f64);
+    }
+}
+
 /// The registry.
 pub struct Registry {
     db: Db,
     runtime: Runtime,
+    compiler: Compiler,
     current: RwLock<Arc<Snapshot>>,
-    compiled: Mutex<HashMap<(String, Hook), Compiled>>,
+    /// The generation of each snapshot published, for waiting on the first.
+    published: tokio::sync::watch::Sender<i64>,
+    cache: Mutex<Cache>,
     reload: tokio::sync::Mutex<()>,
 }
 
@@ -247,23 +331,82 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// A registry over `db`, loaded.
+    /// A registry over `db` whose compiles are bounded by the default
+    /// [`CompileLimits`]. With no plugin enabled it is loaded on return;
+    /// otherwise their components are compiled in the background (a large
+    /// set takes seconds) and [`Registry::loaded`] says when they are in
+    /// force: until then the snapshot is empty, at generation -1, and a
+    /// caller that prices must wait ([`Registry::wait_loaded`]).
     pub async fn load(db: Db, runtime: Runtime) -> anyhow::Result<Arc<Self>> {
+        Self::load_with(db, runtime, CompileLimits::default()).await
+    }
+
+    /// As [`Registry::load`], with these compile limits.
+    pub async fn load_with(
+        db: Db,
+        runtime: Runtime,
+        limits: CompileLimits,
+    ) -> anyhow::Result<Arc<Self>> {
         let registry = Arc::new(Self {
             db,
             runtime,
+            compiler: Compiler::new(limits),
             current: RwLock::new(Arc::new(Snapshot {
                 generation: -1,
                 ..Snapshot::default()
             })),
-            compiled: Mutex::new(HashMap::new()),
+            published: tokio::sync::watch::Sender::new(-1),
+            cache: Mutex::new(Cache::default()),
             reload: tokio::sync::Mutex::new(()),
         });
-        registry
-            .refresh()
-            .await
-            .map_err(|e| anyhow::anyhow!("loading plugins: {e}"))?;
+        let enabled: i64 = with_db!(&registry.db, pool =>
+            sqlx::query_scalar("SELECT COUNT(*) FROM plugins WHERE enabled = $1").bind(true).fetch_one(pool).await?);
+        if enabled == 0 {
+            registry
+                .refresh()
+                .await
+                .map_err(|e| anyhow::anyhow!("loading plugins: {e}"))?;
+        } else {
+            tracing::info!(
+                plugins = enabled,
+                "compiling the installed plugins in the background"
+            );
+            let background = Arc::clone(&registry);
+            tokio::spawn(async move {
+                if let Err(e) = background.refresh().await {
+                    // The watcher tries again on its next tick.
+                    tracing::warn!(error = %e, "loading plugins failed; trying again");
+                }
+            });
+        }
         Ok(registry)
+    }
+
+    /// Whether the enabled plugins were compiled and are in force (false
+    /// only between a start with plugins installed and their first load).
+    pub fn loaded(&self) -> bool {
+        self.snapshot().generation >= 0
+    }
+
+    /// Waits up to `within` for [`Registry::loaded`]; whether it is.
+    pub async fn wait_loaded(&self, within: Duration) -> bool {
+        let mut published = self.published.subscribe();
+        matches!(
+            tokio::time::timeout(within, published.wait_for(|g| *g >= 0)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// How many compiled versions are in memory: those of the enabled
+    /// plugins, and at most a few compiled but not (yet) installed. Also
+    /// the `plugin_compiled_versions` gauge.
+    pub fn compiled_versions(&self) -> usize {
+        lock(&self.cache).entries.len()
+    }
+
+    /// The limits compiles are held to.
+    pub fn compile_limits(&self) -> &CompileLimits {
+        self.compiler.limits()
     }
 
     /// The runtime plugins run in.
@@ -303,7 +446,7 @@ impl Registry {
                 None => {
                     let bytes: Vec<u8> = with_db!(&self.db, pool =>
                         sqlx::query_scalar("SELECT component FROM plugins WHERE id = $1").bind(plugin.id).fetch_one(pool).await?);
-                    match self.compile(plugin.hook, bytes).await {
+                    match self.compile_cached(plugin.hook, bytes, true).await {
                         Ok((c, _)) => c,
                         Err(reason) => {
                             // It compiled when it was uploaded; an engine change could break it.
@@ -329,10 +472,17 @@ impl Registry {
             plugins = next.pricing.len() + next.promotion.len() + next.validation.len(),
             "plugins loaded"
         );
+        let in_use: HashSet<VersionKey> = [&next.pricing, &next.promotion, &next.validation]
+            .into_iter()
+            .flatten()
+            .map(|i| (i.plugin.sha256.clone(), i.plugin.hook))
+            .collect();
         *self
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+        lock(&self.cache).retain(&in_use);
+        self.published.send_replace(generation);
         Ok(())
     }
 
@@ -363,23 +513,33 @@ impl Registry {
     }
 
     fn cached(&self, sha256: &str, hook: Hook) -> Option<Compiled> {
-        lock(&self.compiled)
-            .get(&(sha256.to_owned(), hook))
-            .cloned()
+        lock(&self.cache).get(&(sha256.to_owned(), hook))
     }
 
-    /// Compiles a component of `hook` off the async runtime (or takes it
-    /// from the cache); with its SHA-256. The reason when it is not valid.
+    /// Compiles a component of `hook` within the compile limits, off the
+    /// async runtime (or takes it from the cache); with its SHA-256. The
+    /// reason when it is not valid or breaks a limit.
     pub async fn compile(&self, hook: Hook, bytes: Vec<u8>) -> Result<(Compiled, String), String> {
+        self.compile_cached(hook, bytes, false).await
+    }
+
+    /// [`Registry::compile`]; `for_snapshot` when the version is compiled
+    /// for the snapshot being built.
+    async fn compile_cached(
+        &self,
+        hook: Hook,
+        bytes: Vec<u8>,
+        for_snapshot: bool,
+    ) -> Result<(Compiled, String), String> {
         let sha = sha256_hex(&bytes);
         if let Some(c) = self.cached(&sha, hook) {
             return Ok((c, sha));
         }
-        let runtime = self.runtime.clone();
-        let compiled = tokio::task::spawn_blocking(move || runtime.compile(hook, &bytes))
-            .await
-            .map_err(|e| format!("compilation stopped: {e}"))??;
-        lock(&self.compiled).insert((sha.clone(), hook), compiled.clone());
+        let compiled = self
+            .compiler
+            .compile(&self.runtime, hook, &sha, bytes)
+            .await?;
+        lock(&self.cache).insert((sha.clone(), hook), compiled.clone(), for_snapshot);
         Ok((compiled, sha))
     }
 

@@ -381,6 +381,10 @@ fn build_engine(stack_bytes: usize) -> anyhow::Result<Engine> {
         // Bounded reservations keep the pool's address space modest.
         .memory_reservation(256 << 20)
         .memory_guard_size(64 << 10)
+        // One core per compile: a large component would otherwise take every
+        // core from shoppers while it compiles (4,048 functions cut them to
+        // 0.36×). How many compiles run at once is `plugins::compile`'s.
+        .parallel_compilation(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let ticker = engine.weak();

@@ -38,6 +38,7 @@ mod idempotency;
 mod ops;
 mod orders;
 mod plugin_helpers;
+mod plugins_compile;
 mod plugins_escape;
 mod plugins_examples;
 mod plugins_races;
