@@ -97,7 +97,8 @@ impl Error {
             Self::Problem(problem) => {
                 // Made elsewhere, perhaps from the caller's input.
                 let mut problem = problem.clone();
-                problem.detail = shopeezy_common::extract::excerpt(&problem.detail, MAX_DETAIL_BYTES);
+                problem.detail =
+                    shopeezy_common::extract::excerpt(&problem.detail, MAX_DETAIL_BYTES);
                 problem
             }
             Self::Internal(_) => Problem::internal(),

@@ -92,8 +92,8 @@ impl Db {
     ) -> anyhow::Result<Self> {
         let health = Arc::new(Health::default());
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)?
-                .log_statements(tracing::log::LevelFilter::Trace);
+            let options =
+                PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace);
             create_postgres_database(&options).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
@@ -204,7 +204,9 @@ fn watch_postgres(options: PgConnectOptions, health: Weak<Health>, pool: PgPool)
                     if reached {
                         tracing::info!("the database answers again");
                     } else {
-                        tracing::warn!("the database cannot be reached; answering 503 at once until it can");
+                        tracing::warn!(
+                            "the database cannot be reached; answering 503 at once until it can"
+                        );
                     }
                 }
             }

@@ -55,8 +55,7 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
         return false;
     };
     kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json")
-            || subtype.to_ascii_lowercase().ends_with("+json"))
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
 }
 
 /// The problem for a text holding the NUL character: no database stores it
@@ -78,7 +77,10 @@ pub fn refuse_nul_in_json(bytes: &[u8]) -> Result<(), Problem> {
         let at = i + offset;
         match bytes.get(at + 1) {
             Some(b'u') if bytes.get(at + 2..at + 6) == Some(&b"0000"[..]) => {
-                return Err(nul_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
+                return Err(nul_problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                ));
             }
             // Skip the escaped character, so `\\u0000` (a backslash, then
             // "u0000") is not taken for a NUL.

@@ -295,7 +295,12 @@ where
 /// their data folder and a client of both.
 pub(crate) async fn start(
     backend: &str,
-) -> Result<(Services, Vec<(String, String)>, std::path::PathBuf, Arc<Client>)> {
+) -> Result<(
+    Services,
+    Vec<(String, String)>,
+    std::path::PathBuf,
+    Arc<Client>,
+)> {
     let dir =
         std::env::temp_dir().join(format!("shopeezy-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;

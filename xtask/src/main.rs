@@ -19,11 +19,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod soak;
 mod ceiling;
 mod plugins;
 mod runner;
 mod seed;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Shopeezy's project commands")]

@@ -48,7 +48,10 @@ pub fn run(minutes: u64, backend: Option<&str>) -> Result<()> {
     });
     let dir = root().join("bench").join("results");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("soak.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        dir.join("soak.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let md = markdown(&report);
     std::fs::write(dir.join("soak.md"), &md)?;
     println!("{md}");
@@ -66,9 +69,7 @@ async fn soak_backend(backend: &str, length: Duration) -> Result<Value> {
 }
 
 async fn soak(services: &Services, c: &Arc<Client>, length: Duration) -> Result<Value> {
-    let admin = c
-        .login("admin@bench.local", "bench-admin-password")
-        .await?;
+    let admin = c.login("admin@bench.local", "bench-admin-password").await?;
     let products = Arc::new(bench::catalog(c, &admin, 100).await?);
     let shoppers = Arc::new(bench::shoppers(c, SHOPPERS).await?);
     let stop = Arc::new(AtomicBool::new(false));
@@ -132,10 +133,7 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
     let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
     let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
-    let sxy: f64 = points
-        .iter()
-        .map(|p| (p.0 - mean_x) * (p.1 - mean_y))
-        .sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
     (points.len() >= 2 && sxx > 0.0).then(|| sxy / sxx)
 }
 

@@ -15,7 +15,9 @@ async fn a_redis_outage_fails_closed_and_recovers() {
     let Some(redis_url) = testing::reachable_redis().await else {
         return;
     };
-    let proxy = TcpProxy::start(&testing::url_host_port(&redis_url)).await.unwrap();
+    let proxy = TcpProxy::start(&testing::url_host_port(&redis_url))
+        .await
+        .unwrap();
     let Some(app) = spawn_app_with(Backend::Production, |config| {
         config.redis_url = Some(format!("redis://{}", proxy.host_port()));
     })

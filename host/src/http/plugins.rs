@@ -372,7 +372,10 @@ async fn dry_run(
     Json(body): Json<DryRun>,
 ) -> Result<Json<Report>> {
     let plugin = managed(&state, &caller, id).await?;
-    check_sample(&body.cart, state.pipeline.registry().runtime().limits.cart_lines)?;
+    check_sample(
+        &body.cart,
+        state.pipeline.registry().runtime().limits.cart_lines,
+    )?;
     let registry = state.pipeline.registry().clone();
     let slots = registry.runtime().dry_runs.clone();
     let slot = slots.take(caller.id).ok_or_else(|| {

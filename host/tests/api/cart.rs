@@ -243,7 +243,9 @@ async fn a_cart_holds_a_bounded_number_of_lines(backend: Backend) {
     let shopper = app.customer().await;
     let mut products = Vec::new();
     for i in 0..6 {
-        products.push(id_of(&app.product(&seller, &format!("Item {i}"), 100, 10).await));
+        products.push(id_of(
+            &app.product(&seller, &format!("Item {i}"), 100, 10).await,
+        ));
     }
     for p in &products[..5] {
         app.put_item(&shopper, *p, 1).await.expect(200);

@@ -10,13 +10,12 @@ use futures::future::join_all;
 use reqwest::Method;
 use serde_json::json;
 use shopeezy_common::testing;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
 use crate::helpers::{
-    Api, Backend, Options, Reply, TestApp, User, eventually, id_of, send, spawn_app,
-    spawn_app_with,
+    Api, Backend, Options, Reply, TestApp, User, eventually, id_of, send, spawn_app, spawn_app_with,
 };
 use crate::plugin_helpers::{component, host_options};
 
@@ -114,7 +113,8 @@ async fn an_early_answer_closes_a_connection_whose_body_was_not_read(backend: Ba
         return;
     };
     // No token: the auth extractor answers before the body is read.
-    let big = json!({"sku": "s", "name": "x".repeat(200_000), "price": 1, "currency": "USD", "stock": 1});
+    let big =
+        json!({"sku": "s", "name": "x".repeat(200_000), "price": 1, "currency": "USD", "stock": 1});
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .build()
@@ -418,7 +418,12 @@ async fn a_full_disk_is_507_and_writes_work_again_once_space_is_freed() {
             eventually(Duration::from_secs(10), || async {
                 let put = app.put_item(shopper, product, 1).await;
                 put.status.is_success()
-                    && app.checkout(shopper, Some(&key), None).await.status.as_u16() == 201
+                    && app
+                        .checkout(shopper, Some(&key), None)
+                        .await
+                        .status
+                        .as_u16()
+                        == 201
             })
             .await,
             "writes work again once the disk has room"
@@ -552,7 +557,11 @@ async fn a_rejection_quotes_at_most_a_short_prefix_of_the_input() {
     body[long.as_str()] = json!(1);
     let reply = app.create_product(&seller, body).await;
     reply.expect_problem(422, "invalid_body");
-    assert!(reply.body.to_string().len() < 1_000, "{}", reply.body.to_string().len());
+    assert!(
+        reply.body.to_string().len() < 1_000,
+        "{}",
+        reply.body.to_string().len()
+    );
     // A URI is bounded by the server's header limits; a few KB get through.
     let query = format!("limit={}", &long[..4_000]);
     let reply = app.list_products(&query).await;
