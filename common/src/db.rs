@@ -200,7 +200,7 @@ fn watch_postgres(options: PgConnectOptions, health: Weak<Health>, pool: PgPool)
             };
             if let Some(reached) = reached {
                 let was = health.unreachable.swap(!reached, Ordering::Relaxed);
-                if was != !reached {
+                if was == reached {
                     if reached {
                         tracing::info!("the database answers again");
                     } else {
