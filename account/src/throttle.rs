@@ -72,33 +72,47 @@ impl Throttle {
         }
     }
 
-    /// When the attempt is throttled, the seconds until it is not.
-    pub async fn retry_after(&self, attempt: &Attempt) -> Result<Option<u64>> {
+    /// Counts the attempt for its pair *before* the password is checked, so
+    /// that concurrent guesses cannot all pass a check made before any of
+    /// them failed; then, when the attempt is throttled, the seconds until
+    /// it is not. (A correct password then clears the pair's count.)
+    pub async fn begin(&self, attempt: &Attempt) -> Result<Option<u64>> {
+        self.kv
+            .incr_in_window(
+                std::slice::from_ref(&attempt.pair_key),
+                self.limits.window_secs,
+            )
+            .await?;
         let counts = self
             .kv
             .get_many_with_ttl(&[attempt.pair_key.clone(), attempt.address_key.clone()])
             .await?;
-        let limits = [self.limits.per_account_and_address, self.limits.per_address];
+        // The pair's count includes this attempt; the address's does not.
+        let limits = [
+            i64::from(self.limits.per_account_and_address) + 1,
+            i64::from(self.limits.per_address),
+        ];
         let retry_after = counts
             .iter()
             .zip(limits)
-            .filter(|&(&(failures, _), limit)| failures >= i64::from(limit))
+            .filter(|&(&(count, _), limit)| count >= limit)
             .map(|(&(_, ttl), _)| ttl.max(1))
             .max();
         Ok(retry_after)
     }
 
-    /// Counts a failed login for the pair and for the address.
+    /// Counts a failed login for the address (the pair was counted by
+    /// [`Self::begin`]).
     pub async fn failed(&self, attempt: &Attempt) -> Result<()> {
         self.kv
             .incr_in_window(
-                &[attempt.pair_key.clone(), attempt.address_key.clone()],
+                std::slice::from_ref(&attempt.address_key),
                 self.limits.window_secs,
             )
             .await
     }
 
-    /// Forgets the pair's failed logins (the address keeps its count).
+    /// Forgets the pair's count (the address keeps its failures).
     pub async fn succeeded(&self, attempt: &Attempt) -> Result<()> {
         self.kv.del(&attempt.pair_key).await
     }

@@ -79,7 +79,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 const WATCH_EVERY_WHILE_DOWN: Duration = Duration::from_millis(250);
 /// The longest a ping or a connect of the watcher may take.
-const WATCH_TIMEOUT: Duration = Duration::from_secs(2);
+const WATCH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Failed probes in a row before the circuit opens: one lost packet or a
+/// slow moment of a busy server does not turn every request away.
+const TRIP_AFTER: u32 = 2;
 
 impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite://…`), creating the
@@ -190,6 +193,7 @@ fn nanos_since_epoch(at: Instant) -> u64 {
 fn watch_postgres(options: PgConnectOptions, health: Weak<Health>, pool: PgPool) {
     tokio::spawn(async move {
         let mut conn: Option<PgConnection> = None;
+        let mut failed_in_a_row = 0;
         loop {
             if pool.is_closed() {
                 break;
@@ -197,6 +201,21 @@ fn watch_postgres(options: PgConnectOptions, health: Weak<Health>, pool: PgPool)
             let reached = probe(&options, &mut conn).await;
             let Some(health) = health.upgrade() else {
                 break;
+            };
+            let reached = match reached {
+                Some(false) => {
+                    failed_in_a_row += 1;
+                    if failed_in_a_row >= TRIP_AFTER {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }
+                Some(true) => {
+                    failed_in_a_row = 0;
+                    Some(true)
+                }
+                None => None,
             };
             if let Some(reached) = reached {
                 let was = health.unreachable.swap(!reached, Ordering::Relaxed);

@@ -2,13 +2,16 @@
 //!
 //! Read top to bottom:
 //! 1. [`Checkout::checkout`] tries until one attempt answers: it retries a
-//!    serialization failure, a deadlock, stock or a cart changed under it, a
-//!    bounded number of times with jittered backoff, and a database that
-//!    went away (restart, failover, cut connection) a few times more.
+//!    serialization failure, a deadlock, stock or a cart changed under it,
+//!    and (at most three times) a database that went away (restart,
+//!    failover, cut connection), with jittered backoff, for at most the
+//!    configured number of attempts in all. A racing request with the same
+//!    key that committed first is answered as it was.
 //! 2. [`Checkout::try_once`] answers a replay at once and refuses an empty or
-//!    short cart without writing; then it prices the cart it read — plugins
-//!    run here, holding no lock and no connection, so a slow plugin delays
-//!    only its own shopper — and orders contention: checkouts of the same
+//!    short cart without writing; then it prices the cart it read (again only
+//!    if it changed since the last try, so retries do not multiply plugin
+//!    work) — plugins run here, holding no lock and no connection, so a slow
+//!    plugin delays only its own shopper — and orders contention: checkouts of the same
 //!    product queue in this process (striped locks) and, on PostgreSQL,
 //!    across replicas (session advisory locks taken *before* the
 //!    transaction's snapshot).
@@ -113,12 +116,30 @@ impl Checkout {
         let body_hash = hash_hex(&serde_json::to_vec(&request.expected_total).unwrap_or_default());
         let mut backoff = Duration::from_millis(2);
         let mut faults = 0;
+        // What the last try priced: the next one prices again only if the
+        // cart or its products changed, so a checkout's retries cost one
+        // pricing run (and one plugin budget), not one per try.
+        let mut priced = None;
         for attempt_no in 1..=self.max_attempts {
             let last = attempt_no == self.max_attempts;
-            match self.try_once(caller, key, &body_hash, request).await {
-                // A request with the same key committed first: the next try
-                // answers as it did (or 422 if this request differs).
-                Err(e) if key_taken(&e) && !last => continue,
+            match self
+                .try_once(caller, key, &body_hash, request, &mut priced)
+                .await
+            {
+                // A request with the same key committed first: answer as it
+                // did (or 422 if this request differs).
+                Err(e) if key_taken(&e) => {
+                    let cart = crate::store::carts::get(&self.db, caller.id).await?;
+                    if let Some(placed) = self
+                        .replay(caller.id, key, &body_hash, &cart_fingerprint(&cart))
+                        .await?
+                    {
+                        return Ok(placed);
+                    }
+                    if last {
+                        return Err(e);
+                    }
+                }
                 Err(e) if retryable(&e) && !last => {
                     metrics::counter!("host_checkout_retries_total").increment(1);
                 }
@@ -160,6 +181,7 @@ impl Checkout {
         key: &str,
         body_hash: &str,
         request: &CheckoutRequest,
+        priced_before: &mut Option<Priced>,
     ) -> Result<Placed> {
         // A replay, an empty cart and a short cart are answered without a lock
         // or a write. The cart is read before the key: a racing request with
@@ -172,6 +194,36 @@ impl Checkout {
             return Ok(placed);
         }
         precheck(&cart)?;
+        let priced = match priced_before.take() {
+            Some(before) if same_pricing_inputs(&before.cart, &cart) => before,
+            _ => self.price(caller, cart).await?,
+        };
+        chargeable(&priced.priced, request)?;
+
+        let result = {
+            let _queued = self.queue_behind(&priced.cart).await;
+            match self.db.pool() {
+                Pool::Postgres(pool) => {
+                    let mut conn =
+                        AdvisoryLocked::acquire(pool, &lock_keys(&priced.cart)).await?;
+                    let result = attempt(conn.connection(), caller, key, body_hash, &priced).await;
+                    conn.release().await;
+                    result
+                }
+                Pool::Sqlite(pool) => {
+                    let mut conn = pool.acquire().await?;
+                    attempt(&mut *conn, caller, key, body_hash, &priced).await
+                }
+            }
+        };
+        *priced_before = Some(priced);
+        result
+    }
+
+    /// Prices `cart` for the caller now. Plugins run here, before any lock:
+    /// a slow plugin holds no connection, no stripe and no write lock that
+    /// others wait for.
+    async fn price(&self, caller: &Caller, cart: Cart) -> Result<Priced> {
         // Plugin input only (promotions use usage limits for hard caps): read
         // outside the transaction, so it adds no read to its conflict set.
         let order_count = crate::store::orders::count_for_user(&self.db, caller.id).await?;
@@ -180,30 +232,9 @@ impl Checkout {
             role: caller.role,
             order_count,
         };
-        // Plugins run here, before any lock: a slow plugin holds no
-        // connection, no stripe and no write lock that others wait for.
         let now = shopeezy_common::db::now();
         let priced = self.pipeline.price(&cart, &customer, now).await?;
-        chargeable(&priced, request)?;
-
-        let _queued = self.queue_behind(&cart).await;
-        let snapshot = Snapshot {
-            cart: &cart,
-            priced,
-            now,
-        };
-        match self.db.pool() {
-            Pool::Postgres(pool) => {
-                let mut conn = AdvisoryLocked::acquire(pool, &lock_keys(&cart)).await?;
-                let result = attempt(conn.connection(), caller, key, body_hash, snapshot).await;
-                conn.release().await;
-                result
-            }
-            Pool::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                attempt(&mut *conn, caller, key, body_hash, snapshot).await
-            }
-        }
+        Ok(Priced { cart, priced, now })
     }
 
     /// The stored answer when `key` was used before by this user: a replay
@@ -263,9 +294,9 @@ fn precheck(cart: &Cart) -> Result<()> {
 }
 
 /// What was priced outside the transaction.
-struct Snapshot<'a> {
+struct Priced {
     /// The cart as read before pricing.
-    cart: &'a Cart,
+    cart: Cart,
     /// Its price.
     priced: PricedCart,
     /// When it was priced (the order's time).
@@ -319,7 +350,7 @@ async fn attempt<DB, C>(
     caller: &Caller,
     key: &str,
     body_hash: &str,
-    snapshot: Snapshot<'_>,
+    snapshot: &Priced,
 ) -> Result<Placed>
 where
     DB: sqlx::Database<Connection = C>,
@@ -337,18 +368,18 @@ async fn attempt_in_tx<C: CheckoutTx>(
     caller: &Caller,
     key: &str,
     body_hash: &str,
-    snapshot: Snapshot<'_>,
+    snapshot: &Priced,
 ) -> Result<Placed> {
     // 1. The cart and its products, as this transaction sees them, must be
     //    what was priced (stock aside, which step 3 takes only if enough is
     //    left). If not (the cart or a product changed, or a racing request
     //    with the same key emptied it), the next try reads and prices again.
     let cart = tx.cart(caller.id).await?;
-    if !same_pricing_inputs(&cart, snapshot.cart) {
+    if !same_pricing_inputs(&cart, &snapshot.cart) {
         return Err(Error::Contention);
     }
     precheck(&cart)?;
-    let Snapshot { priced, now, .. } = snapshot;
+    let Priced { priced, now, .. } = snapshot;
     let cart_hash = cart_fingerprint(&cart);
 
     // 2. Take one use of each limited discount, only where its caps allow.
@@ -387,7 +418,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
     }
 
     // 4. The order, its lines and uses, the idempotency record and the event; empty the cart.
-    let order = order_from(caller.id, priced, now);
+    let order = order_from(caller.id, priced.clone(), *now);
     let body = serde_json::to_value(&order).map_err(|e| Error::Internal(e.into()))?;
     tx.insert_order(&order).await?;
     for (plugin_id, key, who) in &uses {

@@ -124,7 +124,7 @@ async fn login(
     let attempt = state
         .throttle
         .attempt(user.as_ref().map(|u| u.id), &login, address);
-    if let Some(retry_after) = state.throttle.retry_after(&attempt).await? {
+    if let Some(retry_after) = state.throttle.begin(&attempt).await? {
         return Err(Error::Throttled(retry_after));
     }
     let ok = state

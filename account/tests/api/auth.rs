@@ -16,6 +16,7 @@ both_backends!(
     repeated_wrong_passwords_are_throttled,
     wrong_passwords_from_one_address_do_not_lock_the_owner_out,
     an_address_failing_on_many_accounts_is_throttled_for_all,
+    concurrent_guesses_get_no_more_tries_than_sequential_ones,
     an_unknown_user_gets_the_same_answer_as_a_wrong_password,
     the_jwks_verifies_a_token_offline,
 );
@@ -404,4 +405,29 @@ async fn the_jwks_verifies_a_token_offline(backend: Backend) {
         &verified.claims,
     );
     assert!(jsonwebtoken::decode::<Value>(&forged, &decoding, &validation).is_err());
+}
+
+/// Guesses sent all at once are counted before any password is checked, so
+/// they get no more tries than guesses sent one after another.
+async fn concurrent_guesses_get_no_more_tries_than_sequential_ones(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let attacker = client_from("127.0.0.4");
+    let guesses = (0..24).map(|n| {
+        let body = json!({"email": ADMIN_EMAIL, "password": format!("guess-{n}")});
+        let (app, attacker) = (&app, &attacker);
+        async move { app.login_via(attacker, &body).await.status() }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + throttled, 24, "{statuses:?}");
+    assert!(checked <= 5, "{checked} passwords were checked: {statuses:?}");
 }

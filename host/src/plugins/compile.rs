@@ -359,23 +359,27 @@ impl Compiler {
         if let Some(reason) = self.refusals().reasons.get(&key) {
             return Err(reason.clone());
         }
-        let result = self.check_and_compile(runtime, hook, bytes).await;
-        if let Err(reason) = &result {
-            let mut refused = self.refusals();
-            if refused
-                .reasons
-                .insert(key.clone(), reason.clone())
-                .is_none()
-            {
-                refused.order.push_back(key);
-            }
-            while refused.order.len() > REMEMBERED_REFUSALS {
-                if let Some(old) = refused.order.pop_front() {
-                    refused.reasons.remove(&old);
-                }
+        // Only what the bytes themselves decide is remembered: a compile
+        // that ran past its deadline on a busy machine may pass next time.
+        let reason = match self.check_and_compile(runtime, hook, bytes).await {
+            Ok(compiled) => return Ok(compiled),
+            Err(Refusal::Passing(reason)) => return Err(reason),
+            Err(Refusal::Lasting(reason)) => reason,
+        };
+        let mut refused = self.refusals();
+        if refused
+            .reasons
+            .insert(key.clone(), reason.clone())
+            .is_none()
+        {
+            refused.order.push_back(key);
+        }
+        while refused.order.len() > REMEMBERED_REFUSALS {
+            if let Some(old) = refused.order.pop_front() {
+                refused.reasons.remove(&old);
             }
         }
-        result
+        Err(reason)
     }
 
     fn refusals(&self) -> std::sync::MutexGuard<'_, Refusals> {
@@ -389,13 +393,13 @@ impl Compiler {
         runtime: &Runtime,
         hook: Hook,
         bytes: Vec<u8>,
-    ) -> Result<Compiled, String> {
+    ) -> Result<Compiled, Refusal> {
         let module_bytes = runtime.limits.module_bytes;
         if bytes.len() > module_bytes {
-            return Err(format!(
+            return Err(Refusal::Lasting(format!(
                 "the component is {} bytes; the limit is {module_bytes}",
                 bytes.len()
-            ));
+            )));
         }
         // The check reads every operator (milliseconds for megabytes): off
         // the async runtime too, but needs no compile slot.
@@ -405,13 +409,13 @@ impl Compiler {
             (figures, bytes)
         })
         .await
-        .map_err(|e| format!("checking the component stopped: {e}"))?;
-        let figures = figures?;
+        .map_err(|e| Refusal::Passing(format!("checking the component stopped: {e}")))?;
+        let figures = figures.map_err(Refusal::Lasting)?;
         let slot = compile_slots()
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| format!("compiling is shut down: {e}"))?;
+            .map_err(|e| Refusal::Passing(format!("compiling is shut down: {e}")))?;
         let runtime = runtime.clone();
         let started = Instant::now();
         let compile = tokio::task::spawn_blocking(move || {
@@ -428,7 +432,9 @@ impl Compiler {
         metrics::histogram!("plugin_compile_seconds").record(elapsed.as_secs_f64());
         match outcome {
             Ok(joined) => {
-                let compiled = joined.map_err(|e| format!("compilation stopped: {e}"))??;
+                let compiled = joined
+                    .map_err(|e| Refusal::Passing(format!("compilation stopped: {e}")))?
+                    .map_err(Refusal::Lasting)?;
                 tracing::info!(
                     hook = hook.as_str(),
                     ms = elapsed.as_millis() as u64,
@@ -444,11 +450,20 @@ impl Compiler {
                     ?figures,
                     "a plugin component passed the compile deadline; refused (the compile runs on until it ends)"
                 );
-                Err(format!(
+                Err(Refusal::Passing(format!(
                     "compiling it took longer than the limit of {} s",
                     deadline.as_secs()
-                ))
+                )))
             }
         }
     }
+}
+
+/// Why a component was not compiled.
+enum Refusal {
+    /// The bytes themselves: refused again without looking.
+    Lasting(String),
+    /// The moment (a deadline on a busy machine, a stopped task): another
+    /// try may pass.
+    Passing(String),
 }

@@ -449,9 +449,13 @@ impl Registry {
                     match self.compile_cached(plugin.hook, bytes, true).await {
                         Ok((c, _)) => c,
                         Err(reason) => {
-                            // It compiled when it was uploaded; an engine change could break it.
-                            tracing::error!(plugin = %plugin.name, %reason, "an installed plugin no longer compiles; it is not run");
-                            continue;
+                            // It compiled when it was uploaded; a compile limit
+                            // set since, an engine change or a busy machine can
+                            // refuse it now. It stays in the pipeline, failing
+                            // under its own policy: a `closed` plugin must not
+                            // simply stop applying.
+                            tracing::error!(plugin = %plugin.name, %reason, "an installed plugin does not compile; its calls fail");
+                            Compiled::Refused(reason.into())
                         }
                     }
                 }
@@ -715,9 +719,11 @@ impl Registry {
         }
         let bytes: Vec<u8> = with_db!(&self.db, pool =>
             sqlx::query_scalar("SELECT component FROM plugins WHERE id = $1").bind(plugin.id).fetch_one(pool).await?);
-        self.compile(plugin.hook, bytes)
+        // A version that cannot be compiled now is run as what it is: a
+        // failure with the reason (a dry run reports it; no 500).
+        Ok(self
+            .compile(plugin.hook, bytes)
             .await
-            .map(|(c, _)| c)
-            .map_err(|reason| Error::Internal(anyhow::anyhow!(reason)))
+            .map_or_else(|reason| Compiled::Refused(reason.into()), |(c, _)| c))
     }
 }

@@ -257,6 +257,11 @@ pub enum Compiled {
     Promotion(bindings::promotion::PromotionPre<PluginCtx>),
     /// A `validation` component.
     Validation(bindings::validation::ValidationPre<PluginCtx>),
+    /// An installed version that cannot be compiled now (it breaks a compile
+    /// limit set after it was installed, or its compile did not finish in
+    /// time): every call fails with the reason, under the plugin's policy,
+    /// rather than the plugin silently not running.
+    Refused(Arc<str>),
 }
 
 impl std::fmt::Debug for Compiled {
@@ -265,6 +270,7 @@ impl std::fmt::Debug for Compiled {
             Self::Pricing(_) => "Compiled(pricing)",
             Self::Promotion(_) => "Compiled(promotion)",
             Self::Validation(_) => "Compiled(validation)",
+            Self::Refused(_) => "Compiled(refused)",
         })
     }
 }
@@ -487,6 +493,19 @@ impl Runtime {
     /// Calls a plugin once on `cart`, in a fresh store and instance, with
     /// the fuel and wall time of `grant`.
     pub fn call_with(&self, compiled: &Compiled, cart: &Cart, grant: Grant) -> CallReport {
+        if let Compiled::Refused(reason) = compiled {
+            return CallReport {
+                result: Err(Failure::new(
+                    FailureKind::Instantiate,
+                    format!("the component cannot be run: {reason}"),
+                )),
+                fuel_used: 0,
+                elapsed: Duration::ZERO,
+                peak_memory_bytes: 0,
+                logs: Vec::new(),
+                logs_dropped: 0,
+            };
+        }
         let lines = cart.lines.len();
         let fuel = grant.fuel;
         let started = Instant::now();
@@ -582,6 +601,9 @@ fn invoke(
             .instantiate(&mut *store)?
             .call_validate(&mut *store, cart)?
             .map(Output::Validation),
+        Compiled::Refused(reason) => {
+            return Err(wasmtime::Error::msg(format!("not compiled: {reason}")));
+        }
     })
 }
 

@@ -24,6 +24,7 @@ both_backends!(
     a_currency_outside_iso_4217_is_refused,
     an_early_answer_closes_a_connection_whose_body_was_not_read,
     a_slow_plugin_holds_no_lock_that_other_shoppers_wait_for,
+    a_price_changed_while_plugins_run_is_charged_as_it_is_at_commit,
 );
 
 async fn text_with_a_nul_is_refused_everywhere(backend: Backend) {
@@ -625,4 +626,44 @@ async fn a_slow_plugin_holds_no_lock_that_other_shoppers_wait_for(backend: Backe
         vec!["bystander", "slow checkout"],
         "the bystander did not wait for the slow plugin"
     );
+}
+
+/// Checkout prices the cart before its transaction; the transaction checks
+/// that the cart is still what was priced. A seller who changes the price
+/// while the plugins run gets the new price charged (priced again), never
+/// the old one next to the new stock.
+async fn a_price_changed_while_plugins_run_is_charged_as_it_is_at_commit(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, host_options(slow_plugins)).await else {
+        return;
+    };
+    let Some(wasm) = component("endless_loop") else {
+        return;
+    };
+    let seller = app.seller().await;
+    app.install_plugin(
+        &seller,
+        "slow",
+        "pricing",
+        &wasm,
+        json!({"failure_policy": "open"}),
+    )
+    .await;
+    let lamp = id_of(&app.product(&seller, "Lamp", 1_000, 10).await);
+    let shopper = app.customer().await;
+    app.put_item(&shopper, lamp, 2).await.expect(200);
+
+    let api: &Api = &app;
+    let key = Uuid::new_v4().to_string();
+    let checkout = api.checkout(&shopper, Some(&key), None);
+    let reprice = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        api.patch_product(&seller, lamp, json!({"price": 1_500}))
+            .await
+            .expect(200);
+    };
+    let (placed, ()) = tokio::join!(checkout, reprice);
+    placed.expect(201);
+    assert_eq!(placed.body["total"], 3_000, "{}", placed.body);
+    assert_eq!(placed.body["items"][0]["unit_price"], 1_500, "{}", placed.body);
+    assert_eq!(app.stock_of(lamp).await, 8);
 }
