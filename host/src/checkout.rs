@@ -204,8 +204,7 @@ impl Checkout {
             let _queued = self.queue_behind(&priced.cart).await;
             match self.db.pool() {
                 Pool::Postgres(pool) => {
-                    let mut conn =
-                        AdvisoryLocked::acquire(pool, &lock_keys(&priced.cart)).await?;
+                    let mut conn = AdvisoryLocked::acquire(pool, &lock_keys(&priced.cart)).await?;
                     let result = attempt(conn.connection(), caller, key, body_hash, &priced).await;
                     conn.release().await;
                     result

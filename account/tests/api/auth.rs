@@ -429,5 +429,8 @@ async fn concurrent_guesses_get_no_more_tries_than_sequential_ones(backend: Back
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!(checked + throttled, 24, "{statuses:?}");
-    assert!(checked <= 5, "{checked} passwords were checked: {statuses:?}");
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked: {statuses:?}"
+    );
 }

@@ -664,6 +664,10 @@ async fn a_price_changed_while_plugins_run_is_charged_as_it_is_at_commit(backend
     let (placed, ()) = tokio::join!(checkout, reprice);
     placed.expect(201);
     assert_eq!(placed.body["total"], 3_000, "{}", placed.body);
-    assert_eq!(placed.body["items"][0]["unit_price"], 1_500, "{}", placed.body);
+    assert_eq!(
+        placed.body["items"][0]["unit_price"], 1_500,
+        "{}",
+        placed.body
+    );
     assert_eq!(app.stock_of(lamp).await, 8);
 }
