@@ -326,9 +326,13 @@ async fn connect_sqlite(
         .after_release(move |conn, meta| {
             let watch = on_release.clone();
             Box::pin(async move {
-                // Let a rollback queued by a dropped transaction run first:
-                // only a connection it could not end is still inside one.
-                conn.ping().await?;
+                // A dropped transaction queues its rollback: let it run
+                // before judging (only then, so an ordinary release costs no
+                // round trip to the connection's worker); a connection it
+                // could not end is still inside one.
+                if conn.is_in_transaction() {
+                    conn.ping().await?;
+                }
                 Ok(watch.reusable(conn, meta))
             })
         })
