@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::Serialize;
-use shopeezy_common::Problem;
 use shopeezy_proto::client::{CheckError, TokenChecker};
 use uuid::Uuid;
 
@@ -83,10 +82,10 @@ impl AuthClient {
         metrics::histogram!("host_auth_validate_seconds").record(started.elapsed().as_secs_f64());
         let reply = match reply {
             Ok(reply) => reply,
-            Err(CheckError::Invalid(why)) => return Err(Error::unauthenticated(&why)),
+            Err(CheckError::Invalid(why)) => return Err(Error::Unauthenticated(why)),
             Err(CheckError::Unavailable(why)) => {
                 tracing::warn!(reason = %why, "token check failed");
-                return Err(auth_unavailable());
+                return Err(Error::AuthUnavailable);
             }
         };
         let id = Uuid::parse_str(&reply.user_id).map_err(|e| Error::Internal(e.into()))?;
@@ -104,20 +103,12 @@ impl AuthClient {
     }
 }
 
-fn auth_unavailable() -> Error {
-    Problem::unavailable(
-        "auth_unavailable",
-        "tokens cannot be checked right now; try again shortly",
-    )
-    .into()
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let token =
-            shopeezy_common::extract::bearer_token(parts).map_err(Error::unauthenticated)?;
+            shopeezy_common::extract::bearer_token(parts).map_err(|why| Error::Unauthenticated(why.into()))?;
         state.auth.validate(token).await
     }
 }
@@ -133,7 +124,7 @@ impl FromRequestParts<AppState> for Merchant {
         let caller = Caller::from_request_parts(parts, state).await?;
         match caller.role {
             Role::Seller | Role::Admin => Ok(Self(caller)),
-            Role::Customer => Err(Error::forbidden("this needs the seller or admin role")),
+            Role::Customer => Err(Error::Forbidden("this needs the seller or admin role")),
         }
     }
 }
@@ -148,7 +139,7 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if !caller.is_admin() {
-            return Err(Error::forbidden("this needs the admin role"));
+            return Err(Error::Forbidden("this needs the admin role"));
         }
         Ok(Self(caller))
     }

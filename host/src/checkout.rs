@@ -40,7 +40,6 @@ use chrono::Utc;
 use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use shopeezy_common::Problem;
 use shopeezy_common::db::{Db, Pool};
 use shopeezy_common::insert_event;
 use sqlx::types::Json;
@@ -49,7 +48,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shortage};
 use crate::pricing::{Customer, Pipeline, PricedCart};
 use crate::store::carts::{CODES_SQL, Cart, Line, LineRow, lines_sql};
 use crate::store::orders::{
@@ -145,11 +144,7 @@ impl Checkout {
                 }
                 Err(e) if retryable(&e) => {
                     tracing::warn!(error = %e, "checkout gave up after {attempt_no} attempts");
-                    return Err(Problem::unavailable(
-                        "checkout_contention",
-                        "too many concurrent checkouts; retry with the same Idempotency-Key",
-                    )
-                    .into());
+                    return Err(Error::CheckoutContention);
                 }
                 // The database went away (a restart, a failover, a cut
                 // connection). The attempt either rolled back or, if its
@@ -267,27 +262,49 @@ impl Checkout {
     }
 }
 
+/// A checkout's outcome, as the `host_checkouts_total` counter labels it:
+/// `placed`, `replayed`, or the refusing error's code.
+enum Outcome<'a> {
+    /// The order was committed.
+    Placed,
+    /// An earlier request with the key was answered again.
+    Replayed,
+    /// The checkout was refused with this error.
+    Refused(&'a Error),
+}
+
+impl Outcome<'_> {
+    /// Counts one checkout with this outcome.
+    fn count(&self) {
+        let label = match self {
+            Self::Placed => "placed".to_owned(),
+            Self::Replayed => "replayed".to_owned(),
+            Self::Refused(e) => e.code().to_owned(),
+        };
+        metrics::counter!("host_checkouts_total", "outcome" => label).increment(1);
+    }
+}
+
 /// Refuses an empty cart (422 `cart_empty`) and one whose stock is short now
 /// (409 `out_of_stock`), reading only.
 fn precheck(cart: &Cart) -> Result<()> {
     if cart.lines.is_empty() {
-        return Err(Problem::unprocessable("cart_empty", "the cart is empty").into());
+        return Err(Error::CartEmpty);
     }
-    let short: Vec<serde_json::Value> = cart
+    let short: Vec<Shortage> = cart
         .lines
         .iter()
         .filter(|l| l.quantity > l.product.stock)
-        .map(|l| serde_json::json!({"product_id": l.product.id, "requested": l.quantity, "available": l.product.stock}))
+        .map(|l| Shortage {
+            product_id: l.product.id,
+            requested: l.quantity,
+            available: l.product.stock,
+        })
         .collect();
     if !short.is_empty() {
-        metrics::counter!("host_checkouts_total", "outcome" => "out_of_stock").increment(1);
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "out_of_stock",
-            "some products do not have enough stock",
-        )
-        .with("items", short)
-        .into());
+        let refused = Error::OutOfStock(short);
+        Outcome::Refused(&refused).count();
+        return Err(refused);
     }
     Ok(())
 }
@@ -308,36 +325,22 @@ struct Priced {
 /// (409 `price_changed`).
 fn chargeable(priced: &PricedCart, request: &CheckoutRequest) -> Result<()> {
     if let Some(failed) = priced.failed_plugin() {
-        return Err(Problem::unavailable(
-            "plugin_failed",
-            format!(
-                "plugin {} failed; checkout is closed until it works",
-                failed.name
-            ),
-        )
-        .with(
-            "plugin",
-            serde_json::json!({"id": failed.id, "name": failed.name, "version": failed.version}),
-        )
-        .with("reason", &failed.reason)
-        .into());
+        return Err(Error::PluginFailed {
+            id: failed.id,
+            name: failed.name.clone(),
+            version: failed.version,
+            reason: failed.reason.clone(),
+        });
     }
     if !priced.violations.is_empty() {
-        return Err(Problem::unprocessable(
-            "checkout_blocked",
-            "the cart breaks a rule of the shop",
-        )
-        .with("violations", &priced.violations)
-        .into());
+        let violations = serde_json::to_value(&priced.violations).unwrap_or_default();
+        return Err(Error::CheckoutBlocked(violations));
     }
     if let Some(expected) = request.expected_total.filter(|t| *t != priced.total) {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "price_changed",
-            format!("the cart now totals {}, not {expected}", priced.total),
-        )
-        .with("total", priced.total)
-        .into());
+        return Err(Error::PriceChanged {
+            total: priced.total,
+            expected,
+        });
     }
     Ok(())
 }
@@ -358,7 +361,7 @@ where
     let mut tx = conn.begin_with(C::BEGIN).await?;
     let placed = attempt_in_tx(&mut *tx, caller, key, body_hash, snapshot).await?;
     tx.commit().await?;
-    metrics::counter!("host_checkouts_total", "outcome" => "placed").increment(1);
+    Outcome::Placed.count();
     Ok(placed)
 }
 
@@ -395,13 +398,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
         for (who, cap) in counters {
             if !tx.take_use(claim.plugin_id, &claim.key, who, cap).await? {
                 let label = priced.adjustment_label(claim);
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "promotion_unavailable",
-                    format!("{label} has reached its usage limit"),
-                )
-                .with("label", label)
-                .into());
+                return Err(Error::PromotionUnavailable { label });
             }
             uses.push((claim.plugin_id, claim.key.clone(), who.to_owned()));
         }
@@ -571,13 +568,9 @@ impl StoredKey {
         let same_cart =
             cart_hash == self.cart_hash || cart_hash == cart_fingerprint(&Cart::default());
         if body_hash != self.body_hash || !same_cart {
-            return Err(Problem::unprocessable(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different checkout; use a new key",
-            )
-            .into());
+            return Err(Error::IdempotencyKeyReused);
         }
-        metrics::counter!("host_checkouts_total", "outcome" => "replayed").increment(1);
+        Outcome::Replayed.count();
         Ok(Placed {
             status: StatusCode::from_u16(self.status as u16).unwrap_or(StatusCode::CREATED),
             body: self.response.0,

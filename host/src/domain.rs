@@ -85,7 +85,7 @@ pub fn parse_sku(raw: &str) -> Result<String> {
 /// A text field: trimmed, `min`–`max` characters, no control characters
 /// (newlines allowed when `multiline`).
 pub fn parse_text(
-    field: &str,
+    field: &'static str,
     raw: &str,
     min: usize,
     max: usize,

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use shopeezy_common::Problem;
 use shopeezy_common::db::{Db, Migrations};
 use shopeezy_common::events::{self, Relay};
 use shopeezy_common::ops::{self, Check, Readiness};
@@ -21,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::auth::AuthClient;
 use crate::checkout::Checkout;
 use crate::config::Config;
+use crate::error::Error;
 use crate::plugins::registry::Registry;
 use crate::plugins::runtime::Runtime;
 use crate::pricing::Pipeline;
@@ -155,12 +154,7 @@ async fn wait_for_plugins(
     let path = request.uri().path();
     let prices = path.starts_with("/v1/cart") || path.starts_with("/v1/checkout");
     if prices && !registry.loaded() && !registry.wait_loaded(PLUGINS_LOAD_WAIT).await {
-        return Problem::unavailable(
-            "plugins_loading",
-            "the host has just started and is still compiling the installed plugins; try again shortly",
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("2"))
-        .into_response();
+        return Error::PluginsLoading.into_response();
     }
     next.run(request).await
 }

@@ -1,10 +1,8 @@
 //! The caller's cart, always answered priced by the same pipeline as checkout.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;
-use shopeezy_common::Problem;
 use shopeezy_common::extract::{Json, Path};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -12,7 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::domain::{Quantity, parse_code};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shortage};
 use crate::pricing::{Customer, PricedCart};
 use crate::startup::AppState;
 use crate::store::{carts, orders, products};
@@ -89,17 +87,13 @@ async fn set_item(
     let quantity = Quantity::parse(body.quantity)?;
     let product = products::get(&state.db, product_id)
         .await?
-        .ok_or_else(|| Error::not_found("product"))?;
+        .ok_or_else(|| Error::NotFound("product"))?;
     if quantity.get() > product.stock {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "insufficient_stock",
-            format!("only {} left", product.stock),
-        )
-        .with("product_id", product.id)
-        .with("requested", quantity.get())
-        .with("available", product.stock)
-        .into());
+        return Err(Error::InsufficientStock(Shortage {
+            product_id: product.id,
+            requested: quantity.get(),
+            available: product.stock,
+        }));
     }
     let cart = carts::get(&state.db, caller.id).await?;
     if let Some(other) = cart
@@ -107,23 +101,17 @@ async fn set_item(
         .iter()
         .find(|l| l.product.currency != product.currency && l.product.id != product.id)
     {
-        return Err(Error::conflict(
-            "currency_mismatch",
-            format!(
-                "the cart is in {}, this product in {}",
-                other.product.currency, product.currency
-            ),
-        ));
+        return Err(Error::CurrencyMismatch {
+            cart: other.product.currency.clone(),
+            product: product.currency,
+        });
     }
     // The pricing of a cart (plugins included) grows with its lines: a cart
     // has a bound like every other input (a racing PUT of the same shopper
     // may add one more).
     let max_lines = state.pipeline.registry().runtime().limits.cart_lines;
     if cart.lines.len() >= max_lines && !cart.lines.iter().any(|l| l.product.id == product_id) {
-        return Err(Error::conflict(
-            "cart_full",
-            format!("a cart holds at most {max_lines} different products"),
-        ));
+        return Err(Error::CartFull(max_lines));
     }
     carts::set_quantity(&state.db, caller.id, product_id, quantity.get()).await?;
     Ok(Json(priced(&state, &caller).await?))
@@ -138,7 +126,7 @@ async fn remove_item(
     Path(product_id): Path<Uuid>,
 ) -> Result<Json<PricedCart>> {
     if !carts::remove(&state.db, caller.id, product_id).await? {
-        return Err(Error::not_found("cart line"));
+        return Err(Error::NotFound("cart line"));
     }
     Ok(Json(priced(&state, &caller).await?))
 }
@@ -161,10 +149,7 @@ async fn add_code(
 ) -> Result<Json<PricedCart>> {
     let code = parse_code(&body.code)?;
     if !carts::add_code(&state.db, caller.id, &code).await? {
-        return Err(Error::conflict(
-            "too_many_codes",
-            format!("a cart holds at most {} codes", carts::MAX_CODES),
-        ));
+        return Err(Error::TooManyCodes(carts::MAX_CODES));
     }
     Ok(Json(priced(&state, &caller).await?))
 }
@@ -179,7 +164,7 @@ async fn remove_code(
 ) -> Result<Json<PricedCart>> {
     let code = parse_code(&code)?;
     if !carts::remove_code(&state.db, caller.id, &code).await? {
-        return Err(Error::not_found("code"));
+        return Err(Error::NotFound("code"));
     }
     Ok(Json(priced(&state, &caller).await?))
 }

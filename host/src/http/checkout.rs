@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use shopeezy_common::Problem;
 use shopeezy_common::extract::RawBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -65,20 +64,14 @@ async fn checkout(
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String> {
-    let required = || {
-        Problem::bad_request(
-            "idempotency_key_required",
-            "send an Idempotency-Key header (1–255 printable ASCII characters)",
-        )
-    };
     let key = headers
         .get(IDEMPOTENCY_KEY)
-        .ok_or_else(required)?
+        .ok_or(Error::IdempotencyKeyRequired)?
         .to_str()
-        .map_err(|_| required())?;
+        .map_err(|_| Error::IdempotencyKeyRequired)?;
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
-        return Err(required().into());
+        return Err(Error::IdempotencyKeyRequired);
     }
     Ok(key.to_owned())
 }
@@ -89,11 +82,10 @@ fn parse_body(body: &[u8]) -> Result<CheckoutRequest> {
         return Ok(CheckoutRequest::default());
     }
     serde_json::from_slice(body).map_err(|e| {
-        let problem = if e.is_syntax() || e.is_eof() {
-            Problem::bad_request("malformed_json", e.to_string())
+        if e.is_syntax() || e.is_eof() {
+            Error::MalformedJson(e.to_string())
         } else {
-            Problem::unprocessable("invalid_body", e.to_string())
-        };
-        problem.into()
+            Error::InvalidBody(e.to_string())
+        }
     })
 }

@@ -61,7 +61,7 @@ async fn list_mine(
 async fn visible(state: &AppState, caller: &Caller, id: Uuid) -> Result<Order> {
     match orders::get(&state.db, id).await? {
         Some(order) if caller.may_manage(order.user_id) => Ok(order),
-        _ => Err(Error::not_found("order")),
+        _ => Err(Error::NotFound("order")),
     }
 }
 

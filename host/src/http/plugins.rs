@@ -7,7 +7,6 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use shopeezy_common::Problem;
 use shopeezy_common::extract::{Json, Path, Query, RawBody};
 use shopeezy_common::page::{Page, PageQuery};
 use utoipa_axum::router::OpenApiRouter;
@@ -83,15 +82,6 @@ fn parse_config(raw: serde_json::Value) -> Result<serde_json::Value> {
     Ok(raw)
 }
 
-fn invalid_component(reason: String) -> Error {
-    Problem::unprocessable(
-        "invalid_component",
-        format!("the component was refused: {reason}"),
-    )
-    .with("reason", reason)
-    .into()
-}
-
 fn multipart_problem(e: axum::extract::multipart::MultipartError) -> Error {
     shopeezy_common::extract::body_problem(e.status(), e.body_text()).into()
 }
@@ -115,31 +105,23 @@ async fn read_upload(mut form: Multipart) -> Result<(Manifest, Vec<u8>)> {
         }
     }
     if let Some(name) = unknown {
-        return Err(Problem::unprocessable(
-            "invalid_body",
-            format!("unknown part {name}; send `manifest` and `component`"),
-        )
-        .into());
+        return Err(Error::InvalidBody(format!(
+            "unknown part {name}; send `manifest` and `component`"
+        )));
     }
     let manifest = manifest
         .map(|bytes| {
             // The same rule as every JSON body: no NUL in any text.
             shopeezy_common::extract::refuse_nul_in_json(&bytes)?;
-            serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
-                Error::from(Problem::unprocessable(
-                    "invalid_manifest",
-                    format!("the manifest is not valid: {e}"),
-                ))
-            })
+            serde_json::from_slice::<Manifest>(&bytes)
+                .map_err(|e| Error::InvalidManifest(e.to_string()))
         })
         .transpose()?;
     match (manifest, component) {
         (Some(m), Some(c)) => Ok((m, c)),
-        _ => Err(Problem::unprocessable(
-            "invalid_body",
-            "send a multipart body with a `manifest` part and a `component` part",
-        )
-        .into()),
+        _ => Err(Error::InvalidBody(
+            "send a multipart body with a `manifest` part and a `component` part".into(),
+        )),
     }
 }
 
@@ -172,7 +154,7 @@ async fn install(
     let (_, sha) = registry
         .compile(new.hook, bytes.clone())
         .await
-        .map_err(invalid_component)?;
+        .map_err(Error::InvalidComponent)?;
     let plugin = registry.install(new, &bytes, &sha).await?;
     tracing::info!(plugin = %plugin.name, id = %plugin.id, by = %caller.id, "plugin installed");
     let location = format!("/v1/plugins/{}", plugin.id);
@@ -188,7 +170,7 @@ async fn install(
 async fn managed(state: &AppState, caller: &Caller, id: Uuid) -> Result<Plugin> {
     match state.pipeline.registry().get(id).await? {
         Some(p) if caller.is_admin() || p.seller() == Some(caller.id) => Ok(p),
-        _ => Err(Error::not_found("plugin")),
+        _ => Err(Error::NotFound("plugin")),
     }
 }
 
@@ -269,7 +251,7 @@ async fn update_plugin(
             .registry()
             .update(id, settings)
             .await?
-            .ok_or_else(|| Error::not_found("plugin"))?,
+            .ok_or_else(|| Error::NotFound("plugin"))?,
     ))
 }
 
@@ -298,19 +280,14 @@ async fn replace_component(
     let bytes = if multipart {
         let mut form = Multipart::from_request(request, &state)
             .await
-            .map_err(|e| Error::from(Problem::bad_request("invalid_body", e.body_text())))?;
+            .map_err(|e| Error::UnreadableBody(e.body_text()))?;
         let mut found = None;
         while let Some(field) = form.next_field().await.map_err(multipart_problem)? {
             if field.name() == Some("component") {
                 found = Some(field.bytes().await.map_err(multipart_problem)?.to_vec());
             }
         }
-        found.ok_or_else(|| {
-            Error::from(Problem::unprocessable(
-                "invalid_body",
-                "send a `component` part",
-            ))
-        })?
+        found.ok_or_else(|| Error::InvalidBody("send a `component` part".into()))?
     } else {
         let RawBody(body) = RawBody::from_request(request, &state).await?;
         body.to_vec()
@@ -320,11 +297,11 @@ async fn replace_component(
     let (_, sha) = registry
         .compile(plugin.hook, bytes.clone())
         .await
-        .map_err(invalid_component)?;
+        .map_err(Error::InvalidComponent)?;
     let updated = registry
         .replace_component(id, &bytes, &sha)
         .await?
-        .ok_or_else(|| Error::not_found("plugin"))?;
+        .ok_or_else(|| Error::NotFound("plugin"))?;
     tracing::info!(plugin = %updated.name, version = updated.version, "plugin component replaced");
     Ok(Json(updated))
 }
@@ -339,7 +316,7 @@ async fn delete_plugin(
 ) -> Result<StatusCode> {
     managed(&state, &caller, id).await?;
     if !state.pipeline.registry().delete(id).await? {
-        return Err(Error::not_found("plugin"));
+        return Err(Error::NotFound("plugin"));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -378,19 +355,9 @@ async fn dry_run(
     )?;
     let registry = state.pipeline.registry().clone();
     let slots = registry.runtime().dry_runs.clone();
-    let slot = slots.take(caller.id).ok_or_else(|| {
-        Error::from(
-            Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_dry_runs",
-                format!(
-                    "at most {} dry runs of one merchant run at once; retry when one has finished",
-                    slots.per_merchant()
-                ),
-            )
-            .with_header(header::RETRY_AFTER, header::HeaderValue::from_static("1")),
-        )
-    })?;
+    let slot = slots
+        .take(caller.id)
+        .ok_or_else(|| Error::TooManyDryRuns(slots.per_merchant()))?;
     let compiled = registry.compiled(&plugin).await?;
     let input = body.cart.to_input(
         &plugin.config.to_string(),

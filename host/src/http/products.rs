@@ -76,7 +76,7 @@ async fn get_product(State(state): State<AppState>, Path(id): Path<Uuid>) -> Res
     Ok(Json(
         products::get(&state.db, id)
             .await?
-            .ok_or_else(|| Error::not_found("product"))?,
+            .ok_or_else(|| Error::NotFound("product"))?,
     ))
 }
 
@@ -124,7 +124,7 @@ async fn create_product(
 ) -> Result<impl IntoResponse> {
     let seller_id = match body.seller_id {
         Some(id) if id != caller.id && !caller.is_admin() => {
-            return Err(Error::forbidden("a seller lists products only for itself"));
+            return Err(Error::Forbidden("a seller lists products only for itself"));
         }
         Some(id) => id,
         None => caller.id,
@@ -167,9 +167,9 @@ pub struct UpdateProduct {
 async fn managed(state: &AppState, caller: &Caller, id: Uuid) -> Result<Product> {
     let product = products::get(&state.db, id)
         .await?
-        .ok_or_else(|| Error::not_found("product"))?;
+        .ok_or_else(|| Error::NotFound("product"))?;
     if !caller.may_manage(product.seller_id) {
-        return Err(Error::forbidden(
+        return Err(Error::Forbidden(
             "only the product's seller or an admin may change it",
         ));
     }
@@ -207,7 +207,7 @@ async fn update_product(
     Ok(Json(
         products::update(&state.db, id, changes)
             .await?
-            .ok_or_else(|| Error::not_found("product"))?,
+            .ok_or_else(|| Error::NotFound("product"))?,
     ))
 }
 
@@ -221,7 +221,7 @@ async fn delete_product(
 ) -> Result<StatusCode> {
     managed(&state, &caller, id).await?;
     if !products::delete(&state.db, id).await? {
-        return Err(Error::not_found("product"));
+        return Err(Error::NotFound("product"));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -252,6 +252,6 @@ async fn set_stock(
     Ok(Json(
         products::update(&state.db, id, changes)
             .await?
-            .ok_or_else(|| Error::not_found("product"))?,
+            .ok_or_else(|| Error::NotFound("product"))?,
     ))
 }

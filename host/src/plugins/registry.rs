@@ -598,7 +598,7 @@ impl Registry {
             .bind(plugin.updated_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| crate::store::conflict_on(e, "name", "plugin_name_taken", "a plugin of that name is installed in this scope"))?;
+            .map_err(|e| crate::store::conflict_on(e, "name", Error::PluginNameTaken))?;
             sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
             tx.commit().await?;
         });

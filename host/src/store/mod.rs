@@ -11,11 +11,11 @@ use shopeezy_common::db::unique_violation;
 
 use crate::error::Error;
 
-/// Turns a unique-constraint violation on `column` into 409 `code`; any
-/// other failure stays a database error.
-pub(crate) fn conflict_on(e: sqlx::Error, column: &str, code: &str, detail: &str) -> Error {
+/// Turns a unique-constraint violation on `column` into `taken` (a 409);
+/// any other failure stays a database error.
+pub(crate) fn conflict_on(e: sqlx::Error, column: &str, taken: Error) -> Error {
     match unique_violation(&e) {
-        Some(c) if c.contains(column) => Error::conflict(code, detail),
+        Some(c) if c.contains(column) => taken,
         _ => Error::Database(e),
     }
 }

@@ -218,7 +218,7 @@ pub(crate) fn status_event(order: &Order) -> Event {
 pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
     let mut order = get(db, id)
         .await?
-        .ok_or_else(|| Error::not_found("order"))?;
+        .ok_or_else(|| Error::NotFound("order"))?;
     let from = order.status;
     if !from.may_become(next) {
         return Err(invalid_transition(from, next));
@@ -275,14 +275,10 @@ pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
 }
 
 fn invalid_transition(from: Status, to: Status) -> Error {
-    Error::conflict(
-        "invalid_transition",
-        format!(
-            "an order that is {} cannot become {}",
-            from.as_str(),
-            to.as_str()
-        ),
-    )
+    Error::InvalidTransition {
+        from: from.as_str(),
+        to: to.as_str(),
+    }
 }
 
 /// How many orders the user placed: one primary-key read of the count the

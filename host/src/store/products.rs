@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::conflict_on;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A product as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -102,8 +102,6 @@ pub struct NewProduct {
     pub attributes: BTreeMap<String, String>,
 }
 
-const SKU_TAKEN: &str = "this seller already has a product with that sku";
-
 /// Lists a product.
 pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
     let now = shopeezy_common::db::now();
@@ -142,7 +140,7 @@ pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
         .bind(product.name.to_lowercase())
         .execute(&mut *tx)
         .await
-        .map_err(|e| conflict_on(e, "sku", "sku_taken", SKU_TAKEN))?;
+        .map_err(|e| conflict_on(e, "sku", Error::SkuTaken))?;
         for tag in &product.tags {
             sqlx::query("INSERT INTO product_tags (product_id, tag) VALUES ($1, $2)")
                 .bind(product.id)
@@ -256,7 +254,7 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Produc
             .bind(changes.name.as_ref().map(|n| n.to_lowercase()))
             .execute(&mut *tx)
             .await
-            .map_err(|e| conflict_on(e, "sku", "sku_taken", SKU_TAKEN))?
+            .map_err(|e| conflict_on(e, "sku", Error::SkuTaken))?
             .rows_affected();
         if let (1, Some(tags)) = (done, &changes.tags) {
             sqlx::query("DELETE FROM product_tags WHERE product_id = $1").bind(id).execute(&mut *tx).await?;
