@@ -1,4 +1,6 @@
-//! Checkout: the caller's cart becomes an order in one transaction.
+//! Checkout, the use case: the caller's cart becomes an order in one
+//! transaction. This module is orchestration only; every statement is in
+//! `store::checkout`, the pricing in `pricing`.
 //!
 //! Read top to bottom:
 //! 1. [`Checkout::checkout`] tries until one attempt answers: it retries a
@@ -11,26 +13,41 @@
 //!    short cart without writing; then it prices the cart it read (again only
 //!    if it changed since the last try, so retries do not multiply plugin
 //!    work) — plugins run here, holding no lock and no connection, so a slow
-//!    plugin delays only its own shopper — and orders contention: checkouts of the same
-//!    product queue in this process (striped locks) and, on PostgreSQL,
-//!    across replicas (session advisory locks taken *before* the
-//!    transaction's snapshot).
-//! 3. [`attempt`] is the transaction (SERIALIZABLE on PostgreSQL,
-//!    `BEGIN IMMEDIATE` on SQLite): read the cart again and check that it is
-//!    what was priced (otherwise the next try prices it again); take each
-//!    limited discount's use and each line's stock only if enough is left
-//!    (`… WHERE stock >= qty`, in product order); write the order, its lines,
-//!    the idempotency record and the `order.placed` event; empty the cart.
-//!    Nothing of a failed attempt stays.
-//! 4. [`CheckoutTx`] holds the statements, the same text on both backends.
+//!    plugin delays only its own shopper — and orders contention: checkouts
+//!    of the same product queue in this process (striped locks) and, on
+//!    PostgreSQL, across replicas (session advisory locks, taken by
+//!    `store::checkout::transaction` *before* the transaction's snapshot).
+//! 3. [`attempt_in_tx`] is the transaction's work (SERIALIZABLE on
+//!    PostgreSQL, `BEGIN IMMEDIATE` on SQLite): read the cart again and
+//!    check that it is what was priced (otherwise the next try prices it
+//!    again); take each limited discount's use and each line's stock only if
+//!    enough is left (`… WHERE stock >= qty`, in product order); write the
+//!    order, its lines, the idempotency record and the `order.placed` event;
+//!    empty the cart. Nothing of a failed attempt stays.
 //!
-//! What gives correctness: the transaction's isolation (SERIALIZABLE, or
-//! SQLite's single writer), the conditional stock and usage updates, the
-//! idempotency record's primary key, and the priced-snapshot check. What
-//! only gives throughput: the striped locks and advisory locks (they order
-//! contention so that fewer attempts fail) and pricing outside the lock.
+//! What gives correctness — each of these alone keeps its invariant, with
+//! any interleaving of checkouts, on any number of replicas:
+//! - the transaction's isolation: SERIALIZABLE on PostgreSQL (a concurrent
+//!   checkout that would change what this one read makes one of them fail
+//!   and retry), SQLite's single writer (`BEGIN IMMEDIATE`);
+//! - the conditional updates: stock is taken only `WHERE stock >= qty`, a
+//!   discount's use only while its counter is below the cap, so neither can
+//!   go past its limit whatever ran in between;
+//! - the idempotency record's primary key `(user_id, key)`: two requests
+//!   with one key can never both commit an order;
+//! - the priced-snapshot check: the transaction places only the cart that
+//!   was priced (same lines, codes and product fields), so the order charges
+//!   what the shopper was shown.
+//!
+//! What only gives throughput — remove any of them and every answer stays
+//! correct, only more attempts fail and retry:
+//! - the striped in-process locks and the PostgreSQL session advisory locks:
+//!   they queue checkouts of the same products and codes, so they seldom
+//!   conflict under SERIALIZABLE;
+//! - pricing outside the lock and the transaction: plugins hold no
+//!   connection, no stripe and no write lock while they run, and a retry
+//!   reuses the last pricing when the cart did not change.
 
-use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,20 +57,15 @@ use chrono::Utc;
 use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use shopeezy_common::db::{Db, Pool};
-use shopeezy_common::insert_event;
-use sqlx::types::Json;
-use sqlx::{Connection, PgConnection, SqliteConnection};
+use shopeezy_common::db::Db;
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::domain::{Caller, Cart, Order, PricedCart, Status};
 use crate::error::{Error, Result, Shortage};
-use crate::pricing::{Customer, Pipeline, PricedCart};
-use crate::store::carts::{CODES_SQL, Cart, Line, LineRow, lines_sql};
-use crate::store::orders::{
-    COUNT_ORDER_SQL, INSERT_ITEM_SQL, INSERT_ORDER_SQL, Order, Status, status_event,
-};
+use crate::pricing::{Customer, Pipeline};
+use crate::store;
+use crate::store::checkout::{Attempt, CheckoutTx, StoredKey};
 
 /// What the client sent.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -128,7 +140,7 @@ impl Checkout {
                 // A request with the same key committed first: answer as it
                 // did (or 422 if this request differs).
                 Err(e) if key_taken(&e) => {
-                    let cart = crate::store::carts::get(&self.db, caller.id).await?;
+                    let cart = store::carts::get(&self.db, caller.id).await?;
                     if let Some(placed) = self
                         .replay(caller.id, key, &body_hash, &cart_fingerprint(&cart))
                         .await?
@@ -181,7 +193,7 @@ impl Checkout {
         // A replay, an empty cart and a short cart are answered without a lock
         // or a write. The cart is read before the key: a racing request with
         // the same key that commits in between leaves the key to be found.
-        let cart = crate::store::carts::get(&self.db, caller.id).await?;
+        let cart = store::carts::get(&self.db, caller.id).await?;
         if let Some(placed) = self
             .replay(caller.id, key, body_hash, &cart_fingerprint(&cart))
             .await?
@@ -197,19 +209,17 @@ impl Checkout {
 
         let result = {
             let _queued = self.queue_behind(&priced.cart).await;
-            match self.db.pool() {
-                Pool::Postgres(pool) => {
-                    let mut conn = AdvisoryLocked::acquire(pool, &lock_keys(&priced.cart)).await?;
-                    let result = attempt(conn.connection(), caller, key, body_hash, &priced).await;
-                    conn.release().await;
-                    result
-                }
-                Pool::Sqlite(pool) => {
-                    let mut conn = pool.acquire().await?;
-                    attempt(&mut *conn, caller, key, body_hash, &priced).await
-                }
-            }
+            let attempt = InTransaction {
+                caller,
+                key,
+                body_hash,
+                snapshot: &priced,
+            };
+            store::checkout::transaction(&self.db, &lock_keys(&priced.cart), attempt).await
         };
+        if result.is_ok() {
+            Outcome::Placed.count();
+        }
         *priced_before = Some(priced);
         result
     }
@@ -220,7 +230,7 @@ impl Checkout {
     async fn price(&self, caller: &Caller, cart: Cart) -> Result<Priced> {
         // Plugin input only (promotions use usage limits for hard caps): read
         // outside the transaction, so it adds no read to its conflict set.
-        let order_count = crate::store::orders::count_for_user(&self.db, caller.id).await?;
+        let order_count = store::orders::count_for_user(&self.db, caller.id).await?;
         let customer = Customer {
             id: caller.id,
             role: caller.role,
@@ -240,9 +250,8 @@ impl Checkout {
         body_hash: &str,
         cart_hash: &str,
     ) -> Result<Option<Placed>> {
-        let stored: Option<StoredKey> = shopeezy_common::with_db!(&self.db, pool =>
-            sqlx::query_as(IDEMPOTENCY_SQL).bind(user_id).bind(key).fetch_optional(pool).await?);
-        stored.map(|s| s.answer(body_hash, cart_hash)).transpose()
+        let stored = store::checkout::stored_key(&self.db, user_id, key).await?;
+        stored.map(|s| answer(s, body_hash, cart_hash)).transpose()
     }
 
     /// Waits for the in-process stripes of the cart's products and codes, in
@@ -345,24 +354,22 @@ fn chargeable(priced: &PricedCart, request: &CheckoutRequest) -> Result<()> {
     Ok(())
 }
 
-/// One attempt: the whole checkout in one transaction on `conn`. Any error
-/// drops the transaction, which rolls it back.
-async fn attempt<DB, C>(
-    conn: &mut C,
-    caller: &Caller,
-    key: &str,
-    body_hash: &str,
-    snapshot: &Priced,
-) -> Result<Placed>
-where
-    DB: sqlx::Database<Connection = C>,
-    C: Connection<Database = DB> + CheckoutTx,
-{
-    let mut tx = conn.begin_with(C::BEGIN).await?;
-    let placed = attempt_in_tx(&mut *tx, caller, key, body_hash, snapshot).await?;
-    tx.commit().await?;
-    Outcome::Placed.count();
-    Ok(placed)
+/// One attempt: the whole checkout in one transaction
+/// ([`store::checkout::transaction`] begins and commits it; any error rolls
+/// it back).
+struct InTransaction<'a> {
+    caller: &'a Caller,
+    key: &'a str,
+    body_hash: &'a str,
+    snapshot: &'a Priced,
+}
+
+impl Attempt for InTransaction<'_> {
+    type Output = Placed;
+
+    async fn run<C: CheckoutTx>(self, tx: &mut C) -> Result<Placed> {
+        attempt_in_tx(tx, self.caller, self.key, self.body_hash, self.snapshot).await
+    }
 }
 
 async fn attempt_in_tx<C: CheckoutTx>(
@@ -390,7 +397,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
     for claim in priced.claims() {
         let mut counters = Vec::new();
         if let Some(cap) = claim.total {
-            counters.push((crate::store::usage::TOTAL, cap));
+            counters.push((store::usage::TOTAL, cap));
         }
         if let Some(cap) = claim.per_customer {
             counters.push((customer_key.as_str(), cap));
@@ -422,7 +429,7 @@ async fn attempt_in_tx<C: CheckoutTx>(
     }
     tx.insert_idempotency(caller.id, key, body_hash, &cart_hash, order.id, &body)
         .await?;
-    tx.insert_event(&status_event(&order)).await?;
+    tx.insert_event(&order.status_event()).await?;
     tx.clear_cart(caller.id).await?;
     Ok(Placed {
         status: StatusCode::CREATED,
@@ -548,279 +555,21 @@ fn cart_fingerprint(cart: &Cart) -> String {
     hash_hex(text.as_bytes())
 }
 
-/// A stored idempotency record.
-#[derive(sqlx::FromRow)]
-pub struct StoredKey {
-    body_hash: String,
-    cart_hash: String,
-    order_id: Uuid,
-    status: i32,
-    response: Json<serde_json::Value>,
-}
-
-const IDEMPOTENCY_SQL: &str = "SELECT body_hash, cart_hash, order_id, status, response FROM idempotency WHERE user_id = $1 AND key = $2";
-
-impl StoredKey {
-    /// The same request again — same body, and the cart as it was or as
-    /// that checkout left it (empty) — is answered as the first time; any
-    /// other request with the key is 422 `idempotency_key_reused`.
-    fn answer(self, body_hash: &str, cart_hash: &str) -> Result<Placed> {
-        let same_cart =
-            cart_hash == self.cart_hash || cart_hash == cart_fingerprint(&Cart::default());
-        if body_hash != self.body_hash || !same_cart {
-            return Err(Error::IdempotencyKeyReused);
-        }
-        Outcome::Replayed.count();
-        Ok(Placed {
-            status: StatusCode::from_u16(self.status as u16).unwrap_or(StatusCode::CREATED),
-            body: self.response.0,
-            order_id: self.order_id,
-            replayed: true,
-        })
+/// The answer to a request whose key was used before (`stored`): the same
+/// request again — same body, and the cart as it was or as that checkout
+/// left it (empty) — is answered as the first time; any other request with
+/// the key is 422 `idempotency_key_reused`.
+fn answer(stored: StoredKey, body_hash: &str, cart_hash: &str) -> Result<Placed> {
+    let same_cart =
+        cart_hash == stored.cart_hash || cart_hash == cart_fingerprint(&Cart::default());
+    if body_hash != stored.body_hash || !same_cart {
+        return Err(Error::IdempotencyKeyReused);
     }
+    Outcome::Replayed.count();
+    Ok(Placed {
+        status: StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::CREATED),
+        body: stored.response.0,
+        order_id: stored.order_id,
+        replayed: true,
+    })
 }
-
-/// A PostgreSQL connection holding the session advisory locks of a cart's
-/// products, taken before the transaction begins so that its snapshot sees
-/// every earlier checkout of those products.
-struct AdvisoryLocked {
-    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
-    released: bool,
-}
-
-impl AdvisoryLocked {
-    async fn acquire(pool: &sqlx::PgPool, keys: &[i64]) -> Result<Self> {
-        let mut this = Self {
-            conn: pool.acquire().await?,
-            released: false,
-        };
-        for key in keys {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(key)
-                .execute(&mut *this.conn)
-                .await?;
-        }
-        Ok(this)
-    }
-
-    fn connection(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-
-    async fn release(&mut self) {
-        if sqlx::query("SELECT pg_advisory_unlock_all()")
-            .execute(&mut *self.conn)
-            .await
-            .is_ok()
-        {
-            self.released = true;
-        }
-    }
-}
-
-impl Drop for AdvisoryLocked {
-    fn drop(&mut self) {
-        if !self.released {
-            // Never hand a connection that may still hold locks back to the pool.
-            self.conn.close_on_drop();
-        }
-    }
-}
-
-/// The statements of a checkout, on either backend's connection.
-pub trait CheckoutTx: Send {
-    /// The statement that begins the checkout's transaction.
-    const BEGIN: &'static str;
-
-    /// The caller's cart and its products.
-    fn cart(&mut self, user_id: Uuid) -> impl Future<Output = Result<Cart>> + Send;
-    /// The stored record of `key`, if used before.
-    fn idempotency(
-        &mut self,
-        user_id: Uuid,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<StoredKey>>> + Send;
-    /// Takes `quantity` of the product's stock if that much is left.
-    fn take_stock(
-        &mut self,
-        product_id: Uuid,
-        quantity: i64,
-    ) -> impl Future<Output = Result<bool>> + Send;
-    /// Writes the order and its lines, and counts it for its user.
-    fn insert_order(&mut self, order: &Order) -> impl Future<Output = Result<()>> + Send;
-    /// Writes the idempotency record.
-    fn insert_idempotency(
-        &mut self,
-        user_id: Uuid,
-        key: &str,
-        body_hash: &str,
-        cart_hash: &str,
-        order_id: Uuid,
-        body: &serde_json::Value,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Writes an outbox event.
-    fn insert_event(
-        &mut self,
-        event: &shopeezy_common::outbox::Event,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Takes one use of a counter if it is below `cap`.
-    fn take_use(
-        &mut self,
-        plugin_id: Uuid,
-        key: &str,
-        who: &str,
-        cap: u32,
-    ) -> impl Future<Output = Result<bool>> + Send;
-    /// Records that the order took a use, so cancelling gives it back.
-    fn record_use(
-        &mut self,
-        order_id: Uuid,
-        plugin_id: Uuid,
-        key: &str,
-        who: &str,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Empties the cart: lines and codes.
-    fn clear_cart(&mut self, user_id: Uuid) -> impl Future<Output = Result<()>> + Send;
-}
-
-macro_rules! checkout_statements {
-    ($conn:ty, $begin:expr, $postgres:expr) => {
-        impl CheckoutTx for $conn {
-            const BEGIN: &'static str = $begin;
-
-            async fn cart(&mut self, user_id: Uuid) -> Result<Cart> {
-                let rows: Vec<LineRow> = sqlx::query_as(&lines_sql($postgres)).bind(user_id).fetch_all(&mut *self).await?;
-                let codes: Vec<String> = sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(&mut *self).await?;
-                Ok(Cart { lines: rows.into_iter().map(Line::from).collect(), codes })
-            }
-
-            async fn idempotency(&mut self, user_id: Uuid, key: &str) -> Result<Option<StoredKey>> {
-                Ok(sqlx::query_as(IDEMPOTENCY_SQL).bind(user_id).bind(key).fetch_optional(&mut *self).await?)
-            }
-
-            async fn take_stock(&mut self, product_id: Uuid, quantity: i64) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 AND deleted_at IS NULL",
-                )
-                .bind(quantity)
-                .bind(product_id)
-                .execute(&mut *self)
-                .await?
-                .rows_affected();
-                Ok(done == 1)
-            }
-
-            async fn insert_order(&mut self, order: &Order) -> Result<()> {
-                sqlx::query(INSERT_ORDER_SQL)
-                    .bind(order.id)
-                    .bind(order.user_id)
-                    .bind(order.status.as_str())
-                    .bind(order.subtotal)
-                    .bind(order.discount_total)
-                    .bind(order.total)
-                    .bind(&order.currency)
-                    .bind(Json(&order.adjustments))
-                    .bind(Json(&order.plugins))
-                    .bind(order.created_at)
-                    .bind(order.updated_at)
-                    .execute(&mut *self)
-                    .await?;
-                for (line_no, item) in order.items.iter().enumerate() {
-                    sqlx::query(INSERT_ITEM_SQL)
-                        .bind(order.id)
-                        .bind(line_no as i32)
-                        .bind(item.product_id)
-                        .bind(&item.sku)
-                        .bind(&item.name)
-                        .bind(item.seller_id)
-                        .bind(item.quantity)
-                        .bind(item.unit_price)
-                        .bind(item.line_total)
-                        .bind(Json(&item.adjustments))
-                        .execute(&mut *self)
-                        .await?;
-                }
-                sqlx::query(COUNT_ORDER_SQL)
-                    .bind(order.user_id)
-                    .execute(&mut *self)
-                    .await?;
-                Ok(())
-            }
-
-            async fn insert_idempotency(
-                &mut self,
-                user_id: Uuid,
-                key: &str,
-                body_hash: &str,
-                cart_hash: &str,
-                order_id: Uuid,
-                body: &serde_json::Value,
-            ) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
-                     VALUES ($1, $2, $3, $4, $5, 201, $6, $7)",
-                )
-                .bind(user_id)
-                .bind(key)
-                .bind(body_hash)
-                .bind(cart_hash)
-                .bind(order_id)
-                .bind(Json(body))
-                .bind(shopeezy_common::db::now())
-                .execute(&mut *self)
-                .await?;
-                Ok(())
-            }
-
-            async fn insert_event(&mut self, event: &shopeezy_common::outbox::Event) -> Result<()> {
-                insert_event!(&mut *self, event)?;
-                Ok(())
-            }
-
-            async fn take_use(&mut self, plugin_id: Uuid, key: &str, who: &str, cap: u32) -> Result<bool> {
-                if cap == 0 {
-                    return Ok(false);
-                }
-                let done = sqlx::query(
-                    "INSERT INTO promotion_usage (plugin_id, limit_key, customer_key, uses) VALUES ($1, $2, $3, 1)
-                     ON CONFLICT (plugin_id, limit_key, customer_key)
-                     DO UPDATE SET uses = promotion_usage.uses + 1 WHERE promotion_usage.uses < $4",
-                )
-                .bind(plugin_id)
-                .bind(key)
-                .bind(who)
-                .bind(i64::from(cap))
-                .execute(&mut *self)
-                .await?
-                .rows_affected();
-                Ok(done == 1)
-            }
-
-            async fn record_use(&mut self, order_id: Uuid, plugin_id: Uuid, key: &str, who: &str) -> Result<()> {
-                sqlx::query("INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) VALUES ($1, $2, $3, $4)")
-                    .bind(order_id)
-                    .bind(plugin_id)
-                    .bind(key)
-                    .bind(who)
-                    .execute(&mut *self)
-                    .await?;
-                Ok(())
-            }
-
-            async fn clear_cart(&mut self, user_id: Uuid) -> Result<()> {
-                sqlx::query("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(&mut *self).await?;
-                sqlx::query("DELETE FROM cart_codes WHERE user_id = $1").bind(user_id).execute(&mut *self).await?;
-                Ok(())
-            }
-        }
-    };
-}
-
-// Index scans only: under SERIALIZABLE a sequential scan would take a
-// predicate lock on the whole table and make unrelated checkouts conflict.
-checkout_statements!(
-    PgConnection,
-    "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off",
-    true
-);
-checkout_statements!(SqliteConnection, "BEGIN IMMEDIATE", false);

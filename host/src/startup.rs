@@ -9,46 +9,24 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use shopeezy_common::db::{Db, Migrations};
+use shopeezy_common::db::Db;
 use shopeezy_common::events::{self, Relay};
 use shopeezy_common::ops::{self, Check, Readiness};
 use shopeezy_common::shutdown::Shutdown;
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
 use crate::auth::AuthClient;
+use crate::cart::Carts;
 use crate::checkout::Checkout;
 use crate::config::Config;
 use crate::error::Error;
 use crate::plugins::registry::Registry;
 use crate::plugins::runtime::Runtime;
 use crate::pricing::Pipeline;
+use crate::state::AppState;
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/sqlite");
-
-/// The host's migrations, for both backends.
-pub fn migrations() -> Migrations<'static> {
-    Migrations {
-        postgres: &POSTGRES_MIGRATIONS,
-        sqlite: &SQLITE_MIGRATIONS,
-    }
-}
-
-/// What every request handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The host's database.
-    pub db: Db,
-    /// The account service, which checks tokens.
-    pub auth: AuthClient,
-    /// The pricing pipeline, with the plugins in force.
-    pub pipeline: Pipeline,
-    /// The checkout transaction.
-    pub checkout: Checkout,
-    /// The outbox relay, which sends the committed events.
-    pub relay: Relay,
-}
+/// The host's migrations (kept here too for the plugin bench fixtures).
+pub use crate::store::migrations;
 
 /// The service, bound and ready to run.
 #[derive(Debug)]
@@ -71,12 +49,14 @@ impl Application {
         let runtime = Runtime::new(config.plugin_limits())?;
         let registry = Registry::load(db.clone(), runtime).await?;
         let pipeline = Pipeline::new(registry);
+        let carts = Carts::new(db.clone(), pipeline.clone());
         let checkout = Checkout::new(db.clone(), pipeline.clone(), config.checkout_max_attempts);
         let relay = Relay::new(db.clone(), config.events.relay_config("host"));
         let state = AppState {
             db,
             auth,
             pipeline,
+            carts,
             checkout,
             relay,
         };

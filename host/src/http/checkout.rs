@@ -7,11 +7,10 @@ use shopeezy_common::extract::RawBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::Caller;
 use crate::checkout::CheckoutRequest;
+use crate::domain::{Caller, Order};
 use crate::error::{Error, Result};
-use crate::startup::AppState;
-use crate::store::orders::Order;
+use crate::state::AppState;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {

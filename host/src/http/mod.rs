@@ -5,8 +5,9 @@ use shopeezy_common::ops::BearerAuth;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
+pub mod auth;
 pub mod cart;
 pub mod checkout;
 pub mod orders;
@@ -34,3 +35,4 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     (router.with_state(state), openapi)
 }
+

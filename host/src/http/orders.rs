@@ -9,10 +9,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Admin, Caller};
+use crate::domain::{Caller, Order, Status};
 use crate::error::{Error, Result};
-use crate::startup::AppState;
-use crate::store::orders::{self, Order, Status};
+use crate::http::auth::Admin;
+use crate::state::AppState;
+use crate::store::orders;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {

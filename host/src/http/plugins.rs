@@ -13,13 +13,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Caller, Merchant};
-use crate::domain::{MAX_PRICE, MAX_QUANTITY, parse_attributes, parse_code, parse_tags};
+use crate::domain::plugin::{parse_config, parse_name, parse_priority};
+use crate::domain::{
+    Caller, FailurePolicy, Hook, MAX_PRICE, MAX_QUANTITY, NewPlugin, Plugin, Settings,
+    parse_attributes, parse_code, parse_tags,
+};
 use crate::error::{Error, Result};
+use crate::http::auth::Merchant;
 use crate::plugins::io::{Report, SampleCart};
-use crate::plugins::registry::{FailurePolicy, MAX_CONFIG_BYTES, NewPlugin, Plugin, Settings};
-use crate::plugins::runtime::Hook;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The routes of this module; uploads may be as large as `module_bytes`
 /// (and a little more, so an oversized component gets its reason, not 413).
@@ -49,37 +51,6 @@ pub struct Manifest {
     /// The merchant config given to the plugin (any JSON, at most 64 KiB).
     #[schema(value_type = Option<Object>)]
     config: Option<serde_json::Value>,
-}
-
-fn parse_name(raw: &str) -> Result<String> {
-    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_');
-    if raw.is_empty() || raw.len() > 64 || !raw.chars().all(ok) {
-        return Err(Error::invalid(
-            "name",
-            "must be 1 to 64 characters of a-z, 0-9, '-' or '_'",
-        ));
-    }
-    Ok(raw.to_owned())
-}
-
-fn parse_priority(raw: i32) -> Result<i32> {
-    if !(-10_000..=10_000).contains(&raw) {
-        return Err(Error::invalid(
-            "priority",
-            "must be between -10000 and 10000",
-        ));
-    }
-    Ok(raw)
-}
-
-fn parse_config(raw: serde_json::Value) -> Result<serde_json::Value> {
-    if raw.to_string().len() > MAX_CONFIG_BYTES {
-        return Err(Error::invalid(
-            "config",
-            format!("must be at most {MAX_CONFIG_BYTES} bytes of JSON"),
-        ));
-    }
-    Ok(raw)
 }
 
 fn multipart_problem(e: axum::extract::multipart::MultipartError) -> Error {
@@ -431,4 +402,4 @@ fn check_sample(cart: &SampleCart, max_lines: usize) -> Result<()> {
 }
 
 /// Most codes a sample may hold: as many as a cart.
-const MAX_CODES: usize = crate::store::carts::MAX_CODES as usize;
+const MAX_CODES: usize = crate::domain::MAX_CODES as usize;

@@ -12,13 +12,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Caller, Merchant};
 use crate::domain::{
-    parse_attributes, parse_currency, parse_price, parse_sku, parse_stock, parse_tags, parse_text,
+    Caller, Changes, NewProduct, Product, parse_attributes, parse_currency, parse_price, parse_sku,
+    parse_stock, parse_tags, parse_text,
 };
 use crate::error::{Error, Result};
-use crate::startup::AppState;
-use crate::store::products::{self, Changes, Filter, NewProduct, Product};
+use crate::http::auth::Merchant;
+use crate::state::AppState;
+use crate::store::products::{self, Filter};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {

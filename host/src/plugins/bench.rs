@@ -14,14 +14,12 @@ use serde_json::{Value, json};
 use shopeezy_common::db::Db;
 use uuid::Uuid;
 
-use crate::auth::Role;
+use crate::domain::{Cart, FailurePolicy, Line, NewPlugin, Product, Role};
 use crate::plugins::io::SampleCart;
 use crate::plugins::limits::Limits;
-use crate::plugins::registry::{FailurePolicy, NewPlugin, Registry};
+use crate::plugins::registry::Registry;
 use crate::plugins::runtime::{self, Compiled, Hook, Runtime};
 use crate::pricing::{Customer, Pipeline};
-use crate::store::carts::{Cart, Line};
-use crate::store::products::Product;
 
 /// Cart sizes every benchmark runs at.
 pub const LINES: [usize; 4] = [1, 10, 100, 1000];

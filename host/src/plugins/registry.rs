@@ -1,7 +1,8 @@
-//! The registry of installed plugins: rows in the host's database (the
-//! component bytes too, so every replica runs the same versions) and, in
-//! memory, an immutable snapshot of the enabled plugins, compiled and
-//! pre-instantiated, swapped atomically when anything changes.
+//! The registry of installed plugins: rows in the host's database
+//! (`store::plugins`; the component bytes too, so every replica runs the
+//! same versions) and, in memory, an immutable snapshot of the enabled
+//! plugins, compiled and pre-instantiated, swapped atomically when anything
+//! changes.
 //!
 //! Every change bumps `plugin_generation` in its own transaction; each
 //! replica polls that one row (every 250 ms by default) and reloads when it
@@ -20,142 +21,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shopeezy_common::db::{Db, now};
-use shopeezy_common::{with_db, with_tx};
 use uuid::Uuid;
 
 use super::compile::{CompileLimits, Compiler};
-use super::runtime::{Compiled, Hook, Runtime};
-use crate::error::{Error, Result};
-
-/// What happens when a plugin fails (trap, limit, invalid output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FailurePolicy {
-    /// The cart view shows the failure and checkout answers 503 (default).
-    #[default]
-    Closed,
-    /// The plugin is skipped; the order records that it was.
-    Open,
-}
-
-impl FailurePolicy {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-        }
-    }
-}
-
-/// Whose plugin it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Scope {
-    /// `platform` (installed by an admin: the whole cart) or `seller` (only
-    /// that seller's lines).
-    pub kind: String,
-    /// The seller, for a seller's plugin.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seller_id: Option<Uuid>,
-}
-
-/// A plugin as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Plugin {
-    /// The plugin's id.
-    pub id: Uuid,
-    /// Its name, unique within its scope.
-    pub name: String,
-    /// The hook it implements.
-    pub hook: Hook,
-    /// Whose it is.
-    pub scope: Scope,
-    /// Its version: 1, then one more for each new component.
-    pub version: i64,
-    /// SHA-256 of the component, hex.
-    pub sha256: String,
-    /// The component's size in bytes.
-    pub size: i64,
-    /// Order among plugins of the same hook: lower runs first.
-    pub priority: i32,
-    /// What a failure does.
-    pub failure_policy: FailurePolicy,
-    /// The merchant's configuration, given to the plugin as JSON text.
-    #[schema(value_type = Object)]
-    pub config: serde_json::Value,
-    /// Whether it runs.
-    pub enabled: bool,
-    /// When it was installed (UTC).
-    pub created_at: DateTime<Utc>,
-    /// When it last changed (UTC).
-    pub updated_at: DateTime<Utc>,
-}
-
-impl Plugin {
-    /// The seller whose lines the plugin sees; `None` for a platform plugin.
-    pub fn seller(&self) -> Option<Uuid> {
-        self.scope.seller_id
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: Uuid,
-    name: String,
-    hook: String,
-    seller_id: Option<Uuid>,
-    version: i64,
-    sha256: String,
-    size: i64,
-    priority: i32,
-    failure_policy: String,
-    config: String,
-    enabled: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str = "id, name, hook, seller_id, version, sha256, size, priority, failure_policy, config, enabled, created_at, updated_at";
-
-impl TryFrom<Row> for Plugin {
-    type Error = Error;
-
-    fn try_from(r: Row) -> Result<Self> {
-        let corrupt = |what: &str| {
-            Error::Internal(anyhow::anyhow!("stored plugin {} has a bad {what}", r.id))
-        };
-        Ok(Self {
-            id: r.id,
-            hook: Hook::parse(&r.hook).ok_or_else(|| corrupt("hook"))?,
-            scope: Scope {
-                kind: if r.seller_id.is_some() {
-                    "seller"
-                } else {
-                    "platform"
-                }
-                .into(),
-                seller_id: r.seller_id,
-            },
-            version: r.version,
-            sha256: r.sha256.clone(),
-            size: r.size,
-            priority: r.priority,
-            failure_policy: if r.failure_policy == "open" {
-                FailurePolicy::Open
-            } else {
-                FailurePolicy::Closed
-            },
-            config: serde_json::from_str(&r.config).map_err(|_| corrupt("config"))?,
-            enabled: r.enabled,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            name: r.name,
-        })
-    }
-}
+use super::runtime::{Compiled, Runtime};
+use crate::domain::{Hook, NewPlugin, Plugin, Scope, Settings};
+use crate::error::Result;
+use crate::store::plugins;
 
 /// An enabled plugin, ready to call.
 #[derive(Debug, Clone)]
@@ -281,44 +155,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Every change to `plugins` runs this in its own transaction: replicas
-/// reload when the generation moves.
-const BUMP_GENERATION: &str =
-    "UPDATE plugin_generation SET generation = generation + 1 WHERE id = 1";
-
-/// Most bytes of a plugin's config (as JSON text).
-pub const MAX_CONFIG_BYTES: usize = 64 << 10;
-
-/// A validated manifest of a new plugin.
-#[derive(Debug, Clone)]
-pub struct NewPlugin {
-    /// Name.
-    pub name: String,
-    /// Hook.
-    pub hook: Hook,
-    /// Seller, or `None` for a platform plugin.
-    pub seller_id: Option<Uuid>,
-    /// Priority.
-    pub priority: i32,
-    /// Failure policy.
-    pub failure_policy: FailurePolicy,
-    /// Config.
-    pub config: serde_json::Value,
-}
-
-/// Validated setting changes; `None` keeps a setting.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// Enable or disable.
-    pub enabled: Option<bool>,
-    /// New priority.
-    pub priority: Option<i32>,
-    /// New failure policy.
-    pub failure_policy: Option<FailurePolicy>,
-    /// New config.
-    pub config: Option<serde_json::Value>,
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -359,8 +195,7 @@ impl Registry {
             cache: Mutex::new(Cache::default()),
             reload: tokio::sync::Mutex::new(()),
         });
-        let enabled: i64 = with_db!(&registry.db, pool =>
-            sqlx::query_scalar("SELECT COUNT(*) FROM plugins WHERE enabled = $1").bind(true).fetch_one(pool).await?);
+        let enabled = plugins::count_enabled(&registry.db).await?;
         if enabled == 0 {
             registry
                 .refresh()
@@ -425,27 +260,20 @@ impl Registry {
     /// Reloads when the stored generation moved.
     pub async fn refresh(&self) -> Result<()> {
         let _one_at_a_time = self.reload.lock().await;
-        let generation: i64 = with_db!(&self.db, pool =>
-            sqlx::query_scalar("SELECT generation FROM plugin_generation WHERE id = 1").fetch_one(pool).await?);
+        let generation = plugins::generation(&self.db).await?;
         if generation == self.snapshot().generation {
             return Ok(());
         }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM plugins WHERE enabled = $1 ORDER BY priority, created_at, id"
-        );
-        let rows: Vec<Row> =
-            with_db!(&self.db, pool => sqlx::query_as(&sql).bind(true).fetch_all(pool).await?);
+        let enabled = plugins::enabled(&self.db).await?;
         let mut next = Snapshot {
             generation,
             ..Snapshot::default()
         };
-        for row in rows {
-            let plugin = Plugin::try_from(row)?;
+        for plugin in enabled {
             let compiled = match self.cached(&plugin.sha256, plugin.hook) {
                 Some(c) => c,
                 None => {
-                    let bytes: Vec<u8> = with_db!(&self.db, pool =>
-                        sqlx::query_scalar("SELECT component FROM plugins WHERE id = $1").bind(plugin.id).fetch_one(pool).await?);
+                    let bytes = plugins::component(&self.db, plugin.id).await?;
                     match self.compile_cached(plugin.hook, bytes, true).await {
                         Ok((c, _)) => c,
                         Err(reason) => {
@@ -573,45 +401,14 @@ impl Registry {
             created_at: at,
             updated_at: at,
         };
-        let scope_key = plugin
-            .seller()
-            .map_or_else(|| "platform".to_owned(), |s| s.to_string());
-        with_tx!(&self.db, tx => {
-            sqlx::query(
-                "INSERT INTO plugins (id, name, hook, scope_key, seller_id, version, sha256, size, component, priority, failure_policy, config, enabled, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            )
-            .bind(plugin.id)
-            .bind(&plugin.name)
-            .bind(plugin.hook.as_str())
-            .bind(&scope_key)
-            .bind(plugin.seller())
-            .bind(plugin.version)
-            .bind(&plugin.sha256)
-            .bind(plugin.size)
-            .bind(bytes)
-            .bind(plugin.priority)
-            .bind(plugin.failure_policy.as_str())
-            .bind(plugin.config.to_string())
-            .bind(plugin.enabled)
-            .bind(plugin.created_at)
-            .bind(plugin.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| crate::store::conflict_on(e, "name", Error::PluginNameTaken))?;
-            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
+        plugins::insert(&self.db, &plugin, bytes).await?;
         self.refresh().await?;
         Ok(plugin)
     }
 
     /// One plugin.
     pub async fn get(&self, id: Uuid) -> Result<Option<Plugin>> {
-        let sql = format!("SELECT {COLUMNS} FROM plugins WHERE id = $1");
-        let row: Option<Row> =
-            with_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
-        row.map(Plugin::try_from).transpose()
+        plugins::get(&self.db, id).await
     }
 
     /// Up to `limit` plugins after `after`, of one seller or all.
@@ -621,37 +418,12 @@ impl Registry {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Plugin>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM plugins WHERE ($1 IS NULL OR seller_id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        );
-        let rows: Vec<Row> = with_db!(&self.db, pool =>
-            sqlx::query_as(&sql).bind(seller_id).bind(after).bind(i64::from(limit)).fetch_all(pool).await?);
-        rows.into_iter().map(Plugin::try_from).collect()
+        plugins::list(&self.db, seller_id, after, limit).await
     }
 
     /// Changes settings; `None` when there is no such plugin.
     pub async fn update(&self, id: Uuid, s: Settings) -> Result<Option<Plugin>> {
-        let config = s.config.as_ref().map(serde_json::Value::to_string);
-        let found = with_tx!(&self.db, tx => {
-            let done = sqlx::query(
-                "UPDATE plugins SET enabled = COALESCE($2, enabled), priority = COALESCE($3, priority),
-                 failure_policy = COALESCE($4, failure_policy), config = COALESCE($5, config), updated_at = $6 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(s.enabled)
-            .bind(s.priority)
-            .bind(s.failure_policy.map(FailurePolicy::as_str))
-            .bind(config.as_deref())
-            .bind(now())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if done == 1 {
-                sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            done == 1
-        });
+        let found = plugins::update(&self.db, id, &s).await?;
         self.changed(found, id).await
     }
 
@@ -663,24 +435,7 @@ impl Registry {
         bytes: &[u8],
         sha: &str,
     ) -> Result<Option<Plugin>> {
-        let found = with_tx!(&self.db, tx => {
-            let done = sqlx::query(
-                "UPDATE plugins SET component = $2, sha256 = $3, size = $4, version = version + 1, updated_at = $5 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(bytes)
-            .bind(sha)
-            .bind(bytes.len() as i64)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if done == 1 {
-                sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            done == 1
-        });
+        let found = plugins::replace_component(&self.db, id, bytes, sha).await?;
         self.changed(found, id).await
     }
 
@@ -696,14 +451,7 @@ impl Registry {
 
     /// Uninstalls; whether there was such a plugin.
     pub async fn delete(&self, id: Uuid) -> Result<bool> {
-        let found = with_tx!(&self.db, tx => {
-            let done = sqlx::query("DELETE FROM plugins WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
-            if done == 1 {
-                sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            done == 1
-        });
+        let found = plugins::delete(&self.db, id).await?;
         if found {
             self.refresh().await?;
         }
@@ -717,8 +465,7 @@ impl Registry {
         if let Some(c) = self.cached(&plugin.sha256, plugin.hook) {
             return Ok(c);
         }
-        let bytes: Vec<u8> = with_db!(&self.db, pool =>
-            sqlx::query_scalar("SELECT component FROM plugins WHERE id = $1").bind(plugin.id).fetch_one(pool).await?);
+        let bytes = plugins::component(&self.db, plugin.id).await?;
         // A version that cannot be compiled now is run as what it is: a
         // failure with the reason (a dry run reports it; no 500).
         Ok(self

@@ -62,38 +62,7 @@ pub use bindings::shopeezy::plugin::types::{
     Amount, Cart, Customer, Discount, Line, PriceChange, Target, UsageLimit, Violation,
 };
 
-/// The hook a plugin implements: which world its component targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Hook {
-    /// Sets unit prices.
-    Pricing,
-    /// Adds discounts.
-    Promotion,
-    /// Blocks checkout.
-    Validation,
-}
-
-impl Hook {
-    /// The hook's name as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pricing => "pricing",
-            Self::Promotion => "promotion",
-            Self::Validation => "validation",
-        }
-    }
-
-    /// The hook of a stored name.
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "pricing" => Some(Self::Pricing),
-            "promotion" => Some(Self::Promotion),
-            "validation" => Some(Self::Validation),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::Hook;
 
 /// What a call's store holds: a WASI context that grants nothing, the
 /// memory limiter, the call's deadline and its logs.

@@ -5,20 +5,12 @@ use shopeezy_common::db::{Db, Pool};
 use shopeezy_common::with_db;
 use uuid::Uuid;
 
-use super::products::{COLUMNS, Product, Row as ProductRow};
+use super::products::{COLUMNS, Row as ProductRow};
+use crate::domain::{Cart, Line, MAX_CODES};
 use crate::error::Result;
 
-/// A cart line joined to its product, as read now.
-#[derive(Debug, Clone)]
-pub struct Line {
-    /// The product as it is now.
-    pub product: Product,
-    /// How many.
-    pub quantity: i64,
-}
-
 #[derive(sqlx::FromRow)]
-pub(crate) struct LineRow {
+pub(super) struct LineRow {
     #[sqlx(flatten)]
     product: ProductRow,
     quantity: i64,
@@ -43,7 +35,7 @@ impl From<LineRow> for Line {
 /// predicate lock on every product, so every concurrent checkout conflicts
 /// with every other (measured: 60 % of checkouts retried at 8 shoppers, 8 %
 /// with this form).
-pub(crate) fn lines_sql(postgres: bool) -> String {
+pub(super) fn lines_sql(postgres: bool) -> String {
     if postgres {
         format!(
             "SELECT {COLUMNS}, c.quantity FROM cart_items c
@@ -59,17 +51,8 @@ pub(crate) fn lines_sql(postgres: bool) -> String {
 }
 
 /// The codes of a user's cart, in the order they were entered.
-pub(crate) const CODES_SQL: &str =
+pub(super) const CODES_SQL: &str =
     "SELECT code FROM cart_codes WHERE user_id = $1 ORDER BY added_at, code";
-
-/// A user's cart as it is now: its lines and codes.
-#[derive(Debug, Clone, Default)]
-pub struct Cart {
-    /// The lines, in product-id order.
-    pub lines: Vec<Line>,
-    /// The promotion codes entered.
-    pub codes: Vec<String>,
-}
 
 /// The user's cart.
 pub async fn get(db: &Db, user_id: Uuid) -> Result<Cart> {
@@ -110,9 +93,6 @@ pub async fn clear(db: &Db, user_id: Uuid) -> Result<()> {
     });
     Ok(())
 }
-
-/// Most codes one cart may hold.
-pub const MAX_CODES: i64 = 10;
 
 /// Enters a code (a code already entered stays as it is); `false` when the
 /// cart already holds [`MAX_CODES`] other codes. Concurrent entries for one

@@ -1,90 +1,13 @@
 //! Orders: reading them, and moving them through their states.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use shopeezy_common::db::Db;
-use shopeezy_common::outbox::Event;
 use shopeezy_common::{insert_event, with_db, with_tx};
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use crate::domain::{Adjustment, Order, PluginRun, PricedItem, Status};
 use crate::error::{Error, Result};
-use crate::pricing::{Adjustment, PluginRun, PricedItem};
-
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Checked out, not yet paid.
-    Placed,
-    /// Paid.
-    Paid,
-    /// Handed to the carrier.
-    Shipped,
-    /// Received.
-    Delivered,
-    /// Cancelled; its stock went back.
-    Cancelled,
-}
-
-impl Status {
-    /// The status' name as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Placed => "placed",
-            Self::Paid => "paid",
-            Self::Shipped => "shipped",
-            Self::Delivered => "delivered",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(raw: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::String(raw.to_owned()))
-            .map_err(|_| Error::Internal(anyhow::anyhow!("stored order status {raw:?} is unknown")))
-    }
-
-    /// Whether an order may move from `self` to `next`:
-    /// `placed → paid → shipped → delivered`, and `placed | paid → cancelled`.
-    pub fn may_become(self, next: Self) -> bool {
-        matches!(
-            (self, next),
-            (Self::Placed, Self::Paid)
-                | (Self::Paid, Self::Shipped)
-                | (Self::Shipped, Self::Delivered)
-                | (Self::Placed | Self::Paid, Self::Cancelled)
-        )
-    }
-}
-
-/// An order as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Order {
-    /// The order's id.
-    pub id: Uuid,
-    /// Who placed it.
-    pub user_id: Uuid,
-    /// Where it is in its life.
-    pub status: Status,
-    /// The lines, with prices as charged.
-    pub items: Vec<PricedItem>,
-    /// Adjustments on the whole order.
-    pub adjustments: Vec<Adjustment>,
-    /// Sum of `unit_price × quantity`.
-    pub subtotal: i64,
-    /// Sum of every discount.
-    pub discount_total: i64,
-    /// What was charged.
-    pub total: i64,
-    /// ISO 4217 code of every amount.
-    pub currency: String,
-    /// The plugins that priced it.
-    pub plugins: Vec<PluginRun>,
-    /// When it was placed (UTC).
-    pub created_at: DateTime<Utc>,
-    /// When it last changed (UTC).
-    pub updated_at: DateTime<Utc>,
-}
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
@@ -119,9 +42,9 @@ const ITEM_COLUMNS: &str =
     "order_id, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments";
 
 /// The statements that write an order and its lines (used by checkout).
-pub(crate) const INSERT_ORDER_SQL: &str = "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at)
+pub(super) const INSERT_ORDER_SQL: &str = "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-pub(crate) const INSERT_ITEM_SQL: &str = "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments)
+pub(super) const INSERT_ITEM_SQL: &str = "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 fn assemble(orders: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>> {
@@ -200,32 +123,19 @@ pub async fn list(
     with_items(db, rows).await
 }
 
-/// The event announcing that an order is now in `status`.
-pub(crate) fn status_event(order: &Order) -> Event {
-    let routing_key = format!("order.{}", order.status.as_str());
-    Event::new(
-        "/shopeezy/host",
-        &routing_key,
-        format!("orders/{}", order.id),
-        order,
-    )
-}
-
 /// Moves an order to `next` if its state machine allows it, in one
 /// transaction with its event; cancelling puts the stock back. The move is
 /// conditional on the status read, so two racing moves cannot both apply
 /// (the loser gets 409 `invalid_transition`).
 pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
-    let mut order = get(db, id)
-        .await?
-        .ok_or_else(|| Error::NotFound("order"))?;
+    let mut order = get(db, id).await?.ok_or_else(|| Error::NotFound("order"))?;
     let from = order.status;
     if !from.may_become(next) {
         return Err(invalid_transition(from, next));
     }
     order.status = next;
     order.updated_at = shopeezy_common::db::now();
-    let event = status_event(&order);
+    let event = order.status_event();
     with_tx!(db, tx => {
         let moved = sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
             .bind(next.as_str())
@@ -292,6 +202,6 @@ pub async fn count_for_user(db: &Db, user_id: Uuid) -> Result<i64> {
 
 /// Counts one more order placed by the user `$1`, in the transaction that
 /// inserts it.
-pub(crate) const COUNT_ORDER_SQL: &str =
+pub(super) const COUNT_ORDER_SQL: &str =
     "INSERT INTO customer_order_counts (user_id, placed) VALUES ($1, 1)
      ON CONFLICT (user_id) DO UPDATE SET placed = customer_order_counts.placed + 1";

@@ -3,46 +3,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use shopeezy_common::db::Db;
 use shopeezy_common::with_db;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::conflict_on;
+use crate::domain::{Changes, NewProduct, Product};
 use crate::error::{Error, Result};
 
-/// A product as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Product {
-    /// The product's id.
-    pub id: Uuid,
-    /// The seller it belongs to.
-    pub seller_id: Uuid,
-    /// Stock-keeping unit, unique per seller.
-    pub sku: String,
-    /// Display name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Unit price in minor units of `currency`.
-    pub price: i64,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Units available.
-    pub stock: i64,
-    /// Lower-case tags.
-    pub tags: Vec<String>,
-    /// Free-form string attributes that plugins can read.
-    pub attributes: BTreeMap<String, String>,
-    /// When it was listed (UTC).
-    pub created_at: DateTime<Utc>,
-    /// When it last changed (UTC).
-    pub updated_at: DateTime<Utc>,
-}
-
 #[derive(sqlx::FromRow)]
-pub(crate) struct Row {
+pub(super) struct Row {
     id: Uuid,
     seller_id: Uuid,
     sku: String,
@@ -77,30 +48,7 @@ impl From<Row> for Product {
 }
 
 /// The columns of [`Row`], for `SELECT`s (prefixed `p.`).
-pub(crate) const COLUMNS: &str = "p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.stock, p.tags, p.attributes, p.created_at, p.updated_at";
-
-/// A validated new product.
-#[derive(Debug)]
-pub struct NewProduct {
-    /// Owner.
-    pub seller_id: Uuid,
-    /// SKU.
-    pub sku: String,
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Price in minor units.
-    pub price: i64,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Initial stock.
-    pub stock: i64,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Attributes.
-    pub attributes: BTreeMap<String, String>,
-}
+pub(super) const COLUMNS: &str = "p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.stock, p.tags, p.attributes, p.created_at, p.updated_at";
 
 /// Lists a product.
 pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
@@ -207,27 +155,6 @@ fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
-}
-
-/// Validated changes to a product; `None` keeps a field.
-#[derive(Debug, Default)]
-pub struct Changes {
-    /// New SKU.
-    pub sku: Option<String>,
-    /// New name.
-    pub name: Option<String>,
-    /// New description.
-    pub description: Option<String>,
-    /// New price.
-    pub price: Option<i64>,
-    /// New currency.
-    pub currency: Option<String>,
-    /// New tags (replacing the old ones).
-    pub tags: Option<Vec<String>>,
-    /// New attributes (replacing the old ones).
-    pub attributes: Option<BTreeMap<String, String>>,
-    /// New stock level.
-    pub stock: Option<i64>,
 }
 
 /// Applies `changes`; `None` when there is no such (undeleted) product.

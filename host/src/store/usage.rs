@@ -5,14 +5,14 @@ use shopeezy_common::db::Db;
 use shopeezy_common::with_db;
 use uuid::Uuid;
 
+use crate::domain::{Claim, PricedCart};
 use crate::error::Result;
-use crate::pricing::{Claim, PricedCart};
 
 /// The counter row of the total uses of a limit.
 pub const TOTAL: &str = "";
 
 /// The statement that reads one counter.
-pub(crate) const USES_SQL: &str = "SELECT uses FROM promotion_usage WHERE plugin_id = $1 AND limit_key = $2 AND customer_key = $3";
+const USES_SQL: &str = "SELECT uses FROM promotion_usage WHERE plugin_id = $1 AND limit_key = $2 AND customer_key = $3";
 
 /// Whether `claim` can take one more use, given its counters' values.
 pub fn fits(claim: &Claim, total_uses: i64, customer_uses: i64) -> bool {

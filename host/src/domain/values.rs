@@ -1,5 +1,5 @@
 //! Validated values of the catalog and carts: built by a `parse` that can
-//! fail, so handlers and the store never see an invalid one.
+//! fail, so use cases and the store never see an invalid one.
 
 use std::collections::BTreeMap;
 
