@@ -34,6 +34,22 @@ macro_rules! codes {
                 }
             }
 
+            /// The extra members a problem with this code carries, as the
+            /// API documents them (empty when none).
+            pub fn members(self) -> &'static str {
+                match self {
+                    Code::InsufficientStock => "`product_id`, `requested`, `available`",
+                    Code::OutOfStock => "`items` (`product_id`, `requested`, `available`)",
+                    Code::PriceChanged => "`total`",
+                    Code::PromotionUnavailable => "`label`",
+                    Code::ValidationFailed => "`field`",
+                    Code::CheckoutBlocked => "`violations`",
+                    Code::InvalidComponent => "`reason`",
+                    Code::PluginFailed => "`plugin` (`id`, `name`, `version`), `reason`",
+                    _ => "",
+                }
+            }
+
             /// The HTTP status the code is answered with.
             pub fn status(self) -> StatusCode {
                 match self {

@@ -9,13 +9,32 @@ use utoipa_axum::routes;
 
 use crate::checkout::CheckoutRequest;
 use crate::domain::{Caller, Order};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::state::AppState;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(checkout))
 }
+
+/// The error answers of `POST /v1/checkout`, as its OpenAPI operation
+/// documents them (see `http::document_errors`; 401 is documented for
+/// every operation alike).
+pub const ERRORS: &[Code] = &[
+    Code::IdempotencyKeyRequired,
+    Code::MalformedJson,
+    Code::OutOfStock,
+    Code::PriceChanged,
+    Code::PromotionUnavailable,
+    Code::InvalidBody,
+    Code::CartEmpty,
+    Code::CheckoutBlocked,
+    Code::IdempotencyKeyReused,
+    Code::PluginFailed,
+    Code::CheckoutContention,
+    Code::AuthUnavailable,
+    Code::PluginsLoading,
+];
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -28,10 +47,6 @@ const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
     request_body(content = Option<CheckoutRequest>, description = "optional"),
     responses(
         (status = 201, body = Order, headers(("Location" = String), ("Idempotent-Replayed" = String))),
-        (status = 400, body = shopeezy_common::Problem, description = "`idempotency_key_required`"),
-        (status = 409, body = shopeezy_common::Problem, description = "`out_of_stock` with `items`, or `price_changed`"),
-        (status = 422, body = shopeezy_common::Problem, description = "`cart_empty`, `checkout_blocked` with `violations`, `idempotency_key_reused`"),
-        (status = 503, body = shopeezy_common::Problem, description = "`plugin_failed`, `checkout_contention`"),
     ))]
 async fn checkout(
     State(state): State<AppState>,
