@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use shopeezy_common::events::RelaySettings;
 
+use crate::tokens;
+
 /// The account service: users, roles, passwords, tokens and revocation.
 ///
 /// Every setting is an environment variable (shown in brackets) or a flag.
@@ -124,5 +126,18 @@ impl Config {
     /// The defaults, as if no variable were set (tests start from this).
     pub fn defaults() -> Self {
         Self::parse_from(["shopeezy-account"])
+    }
+
+    /// What the token keys are made from: the key (or the file holding it,
+    /// or `<data dir>/jwt-ed25519.pem`), issuer, audience and lifetime.
+    pub fn token_settings(&self) -> tokens::Settings {
+        tokens::Settings {
+            private_key: self.jwt_private_key.clone(),
+            private_key_file: self.jwt_private_key_file.clone(),
+            generated_key_file: self.data_dir.join("jwt-ed25519.pem"),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            ttl_secs: self.access_token_ttl_secs,
+        }
     }
 }

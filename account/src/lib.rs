@@ -2,6 +2,7 @@
 //! JWT access tokens with revocation, a REST API for people and the gRPC
 //! `AuthService` for other services.
 
+pub mod admins;
 pub mod auth;
 pub mod config;
 pub mod domain;

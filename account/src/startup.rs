@@ -15,13 +15,12 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::admins;
 use crate::config::Config;
-use crate::domain::{Email, Name, Password, Role, Username};
 use crate::grpc::AuthGrpc;
 use crate::kv::Kv;
 use crate::passwords::Hasher;
 use crate::revocation::Revocation;
-use crate::store::{self, Changes, NewUser};
 use crate::throttle::{self, Throttle};
 use crate::tokens::Keys;
 
@@ -72,7 +71,7 @@ impl Application {
         )
         .await?;
         let hasher = Hasher::new(config.argon2_memory_kib, config.argon2_iterations)?;
-        let keys = Arc::new(Keys::load(&config)?);
+        let keys = Arc::new(Keys::load(&config.token_settings())?);
         let kv = Kv::new(config.redis_url.as_deref())?;
         let revocation = Revocation::new(
             kv.clone(),
@@ -99,7 +98,7 @@ impl Application {
             relay,
         };
         if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
-            ensure_admin(&state, email, password).await?;
+            admins::ensure_admin(&state.db, &state.hasher, email, password).await?;
         }
         let http = TcpListener::bind(config.http_addr).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
@@ -209,57 +208,4 @@ fn readiness(state: &AppState) -> Readiness {
         }
         checks
     })
-}
-
-/// Makes the configured admin exist: creates it, or gives an existing user of
-/// that email the admin role. An existing user's password is left alone.
-async fn ensure_admin(state: &AppState, email: &str, password: &str) -> anyhow::Result<()> {
-    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("SHOPEEZY_ADMIN_EMAIL: {e}"))?;
-    if let Some(user) = store::by_login(&state.db, email.as_str()).await? {
-        if user.role != Role::Admin {
-            store::update(
-                &state.db,
-                user.id,
-                Changes {
-                    role: Some(Role::Admin),
-                    ..Changes::default()
-                },
-            )
-            .await?;
-            tracing::info!(email = email.as_str(), "made the configured user an admin");
-        }
-        return Ok(());
-    }
-    let password =
-        Password::parse(password).map_err(|e| anyhow::anyhow!("SHOPEEZY_ADMIN_PASSWORD: {e}"))?;
-    let local: String = email
-        .as_str()
-        .split('@')
-        .next()
-        .unwrap_or("admin")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(24)
-        .collect();
-    let password_hash = state.hasher.hash(&password).await?;
-    // The natural username may be taken by a customer: then add a suffix.
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    for candidate in [format!("{local}-admin"), format!("admin-{}", &suffix[..8])] {
-        let new = NewUser {
-            name: Name::parse("Administrator")?,
-            username: Username::parse(&candidate).or_else(|_| Username::parse("admin"))?,
-            email: email.clone(),
-            password_hash: password_hash.clone(),
-            role: Role::Admin,
-        };
-        match store::create(&state.db, new).await {
-            Err(crate::error::Error::Conflict("username_taken", _)) => continue,
-            other => {
-                other?;
-                break;
-            }
-        }
-    }
-    tracing::info!("created the configured admin");
-    Ok(())
 }

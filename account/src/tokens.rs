@@ -2,7 +2,7 @@
 //! `iat`, `exp`, `iss`, `aud` and `role`. The public key is published as a
 //! JWKS so other services can verify tokens offline (revocation excepted).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::User;
 
@@ -70,19 +69,38 @@ impl std::fmt::Debug for Keys {
     }
 }
 
+/// What the keys are made from: where the signing key is, and what every
+/// token says and how long it lives.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The Ed25519 PKCS#8 PEM itself.
+    pub private_key: Option<String>,
+    /// A file holding it, read when `private_key` is not given.
+    pub private_key_file: Option<PathBuf>,
+    /// Where a key is generated (the first time) and kept when neither is
+    /// given.
+    pub generated_key_file: PathBuf,
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// The tokens' `aud`.
+    pub audience: String,
+    /// Lifetime of a new token, in seconds.
+    pub ttl_secs: u64,
+}
+
 impl Keys {
-    /// Loads the key from configuration, or from (or, the first time, into)
-    /// `<data dir>/jwt-ed25519.pem`.
-    pub fn load(config: &Config) -> anyhow::Result<Self> {
-        let pem = match (&config.jwt_private_key, &config.jwt_private_key_file) {
+    /// Loads the key from `settings`: the PEM given, the file given, or
+    /// (generated the first time) `generated_key_file`.
+    pub fn load(settings: &Settings) -> anyhow::Result<Self> {
+        let pem = match (&settings.private_key, &settings.private_key_file) {
             (Some(pem), _) => pem.clone(),
             (None, Some(path)) => std::fs::read_to_string(path)?,
-            (None, None) => generated_key(&config.data_dir.join("jwt-ed25519.pem"))?,
+            (None, None) => generated_key(&settings.generated_key_file)?,
         };
-        Self::from_pem(&pem, config)
+        Self::from_pem(&pem, settings)
     }
 
-    fn from_pem(pem: &str, config: &Config) -> anyhow::Result<Self> {
+    fn from_pem(pem: &str, settings: &Settings) -> anyhow::Result<Self> {
         let signing = SigningKey::from_pkcs8_pem(pem)
             .map_err(|e| anyhow::anyhow!("the JWT key is not an Ed25519 PKCS#8 PEM: {e}"))?;
         let public_x = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
@@ -90,8 +108,8 @@ impl Keys {
         let thumbprint = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{public_x}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint.as_bytes()));
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&config.jwt_issuer]);
-        validation.set_audience(&[&config.jwt_audience]);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         // A token carrying `nbf` (this service's own do not) is refused
         // before that time, with the same leeway as `exp`.
@@ -103,9 +121,9 @@ impl Keys {
             decoding: DecodingKey::from_ed_components(&public_x)?,
             public_x,
             validation,
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            ttl_secs: config.access_token_ttl_secs,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            ttl_secs: settings.ttl_secs,
         })
     }
 
