@@ -1,6 +1,6 @@
 //! What every Shopeezy service shares: the problem+json error shape and the
 //! extractors that produce it, the HTTP middleware stack (request ids, tracing,
-//! metrics, limits), the operations endpoints, database connection and
+//! metrics, limits), the operations endpoints and the rules every OpenAPI document follows, database connection and
 //! migration, pagination, graceful shutdown, and the outbox relay that sends
 //! events to RabbitMQ (or to in-process subscribers).
 //!
@@ -11,6 +11,7 @@ pub mod db;
 pub mod events;
 pub mod extract;
 pub mod http;
+pub mod openapi;
 pub mod ops;
 pub mod outbox;
 pub mod page;

@@ -1,5 +1,6 @@
 //! Operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`
-//! and the API reference at `/docs`.
+//! and the API reference at `/docs` (Swagger UI, its files compiled into the
+//! binary: it loads nothing from anywhere but the service itself).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,7 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
-use utoipa_scalar::Servable;
+use utoipa::OpenApi as _;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 /// One backend's state, as `/readyz` reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -83,43 +85,85 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// The operations routes of a service.
+/// Where the API reference is served (`/docs` redirects to `/docs/`).
+pub const DOCS_PATH: &str = "/docs";
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The operations routes of a service; `openapi` is its API's document, which
+/// is [finished](crate::openapi::finish) here before it is served.
 pub fn router(readiness: Readiness, openapi: utoipa::openapi::OpenApi) -> Router {
-    let metrics = metrics_handle();
+    let openapi = crate::openapi::finish(openapi);
     // Rendered once: the document does not change while the process runs.
     let spec_json = axum::body::Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default());
     Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz).with_state(readiness))
+        .route("/metrics", get(metrics).with_state(metrics_handle()))
         .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "alive"})) }),
-        )
-        .route(
-            "/readyz",
-            get(move || {
-                let readiness = readiness.clone();
-                async move { ready(readiness().await) }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        metrics.render(),
-                    )
-                }
-            }),
-        )
-        .route(
-            "/openapi.json",
+            OPENAPI_PATH,
             get(move || {
                 let spec_json = spec_json.clone();
                 async move { ([(header::CONTENT_TYPE, "application/json")], spec_json) }
             }),
         )
-        .merge(utoipa_scalar::Scalar::with_url("/docs", openapi))
+        .merge(docs_ui())
+}
+
+/// Swagger UI at [`DOCS_PATH`], reading the document at [`OPENAPI_PATH`]
+/// (served above, so the UI registers no document route of its own). The
+/// validator badge is off: it would send the document to an outside server.
+fn docs_ui() -> SwaggerUi {
+    let config = Config::new([OPENAPI_PATH])
+        .validator_url("none")
+        .persist_authorization(true)
+        .try_it_out_enabled(true);
+    SwaggerUi::new(DOCS_PATH).config(config)
+}
+
+/// The operations endpoints' own OpenAPI description, merged into every
+/// service's document by [`crate::openapi::finish`].
+pub fn operations_doc() -> utoipa::openapi::OpenApi {
+    OpsDoc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz, metrics))]
+struct OpsDoc;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "alive", body = Object, example = json!({"status": "alive"}))))]
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "alive"}))
+}
+
+/// Readiness: whether every backend the service needs answers, with each
+/// backend's state (a broker is not required: events wait in the outbox).
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses(
+        (status = 200, description = "ready", body = Object,
+            example = json!({"status": "ready", "checks": {"database": {"status": "ok", "required": true}}})),
+        (status = 503, description = "unready: a required backend is unavailable; the same report (not a problem)", body = Object,
+            example = json!({"status": "unready", "checks": {"database": {"status": "unavailable", "required": true, "detail": "connection refused"}}})),
+    ))]
+async fn readyz(
+    axum::extract::State(readiness): axum::extract::State<Readiness>,
+) -> impl IntoResponse {
+    ready(readiness().await)
+}
+
+/// The service's metrics, in the Prometheus text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4", body = String)))]
+async fn metrics(
+    axum::extract::State(metrics): axum::extract::State<PrometheusHandle>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
 }
 
 fn ready(checks: BTreeMap<&'static str, Check>) -> impl IntoResponse {

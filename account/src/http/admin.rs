@@ -34,7 +34,7 @@ pub struct ListQuery {
 }
 
 /// Lists users in registration order.
-#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), params(ListQuery),
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = ["admin"])), params(ListQuery),
     responses((status = 200, body = Page<UserView>), (status = 403, body = shopeezy_common::Problem)))]
 async fn list_users(
     State(state): State<AppState>,
@@ -53,7 +53,7 @@ async fn list_users(
 }
 
 /// One user.
-#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = ["admin"])),
     responses((status = 200, body = UserView), (status = 404, body = shopeezy_common::Problem)))]
 async fn get_user(
     State(state): State<AppState>,
@@ -76,7 +76,7 @@ pub struct ChangeRole {
 
 /// Changes a user's role (e.g. makes a seller). In force at once: every
 /// token check reads the current role.
-#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = ChangeRole,
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = ["admin"])), request_body = ChangeRole,
     responses(
         (status = 200, body = UserView),
         (status = 404, body = shopeezy_common::Problem),

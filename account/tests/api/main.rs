@@ -33,6 +33,7 @@ mod auth;
 mod bad_input;
 mod grpc;
 mod helpers;
+mod openapi;
 mod ops;
 mod outages;
 mod revocation;

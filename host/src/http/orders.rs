@@ -96,7 +96,7 @@ async fn cancel(
 }
 
 /// Every order, newest first.
-#[utoipa::path(get, path = "/v1/admin/orders", tag = "admin", security(("bearer" = [])), params(ListQuery),
+#[utoipa::path(get, path = "/v1/admin/orders", tag = "admin", security(("bearer" = ["admin"])), params(ListQuery),
     responses((status = 200, body = Page<Order>), (status = 403, body = shopeezy_common::Problem)))]
 async fn list_all(
     State(state): State<AppState>,
@@ -116,7 +116,7 @@ pub struct MoveOrder {
 
 /// Moves an order on: `placed → paid → shipped → delivered`, or
 /// `placed | paid → cancelled`; any other move is 409 `invalid_transition`.
-#[utoipa::path(post, path = "/v1/admin/orders/{id}/status", tag = "admin", security(("bearer" = [])), request_body = MoveOrder,
+#[utoipa::path(post, path = "/v1/admin/orders/{id}/status", tag = "admin", security(("bearer" = ["admin"])), request_body = MoveOrder,
     responses(
         (status = 200, body = Order),
         (status = 404, body = shopeezy_common::Problem),

@@ -99,7 +99,7 @@ async fn read_upload(mut form: Multipart) -> Result<(Manifest, Vec<u8>)> {
 /// Installs a plugin: a seller's runs on that seller's lines, an admin's on
 /// the whole cart. The component is compiled and checked against the hook's
 /// world now: anything else is 422 `invalid_component` with the reason.
-#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = ["seller", "admin"])),
     request_body(content_type = "multipart/form-data", description = "`manifest`: JSON `{name, hook, priority?, failure_policy?, config?}`; `component`: the .wasm"),
     responses(
         (status = 201, body = Plugin),
@@ -156,7 +156,7 @@ pub struct ListQuery {
 }
 
 /// The caller's plugins (an admin: all of them).
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])), params(ListQuery),
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = ["seller", "admin"])), params(ListQuery),
     responses((status = 200, body = Page<Plugin>), (status = 403, body = shopeezy_common::Problem)))]
 async fn list_plugins(
     State(state): State<AppState>,
@@ -179,7 +179,7 @@ async fn list_plugins(
 }
 
 /// One plugin.
-#[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = ["seller", "admin"])),
     responses((status = 200, body = Plugin), (status = 404, body = shopeezy_common::Problem)))]
 async fn get_plugin(
     State(state): State<AppState>,
@@ -201,7 +201,7 @@ pub struct UpdatePlugin {
 }
 
 /// Changes a plugin's settings; in force for the next request on every replica.
-#[utoipa::path(patch, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])), request_body = UpdatePlugin,
+#[utoipa::path(patch, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = ["seller", "admin"])), request_body = UpdatePlugin,
     responses((status = 200, body = Plugin), (status = 404, body = shopeezy_common::Problem)))]
 async fn update_plugin(
     State(state): State<AppState>,
@@ -228,7 +228,7 @@ async fn update_plugin(
 
 /// Uploads a new version (the raw `.wasm` as the body, or a multipart
 /// `component` part); swapped in atomically.
-#[utoipa::path(put, path = "/v1/plugins/{id}/component", tag = "plugins", security(("bearer" = [])),
+#[utoipa::path(put, path = "/v1/plugins/{id}/component", tag = "plugins", security(("bearer" = ["seller", "admin"])),
     request_body(content_type = "application/wasm", description = "the component"),
     responses(
         (status = 200, body = Plugin),
@@ -278,7 +278,7 @@ async fn replace_component(
 }
 
 /// Uninstalls a plugin.
-#[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = ["seller", "admin"])),
     responses((status = 204), (status = 404, body = shopeezy_common::Problem)))]
 async fn delete_plugin(
     State(state): State<AppState>,
@@ -306,7 +306,7 @@ pub struct DryRun {
 /// tags, attributes, config), so it buys no more fuel or time than a real
 /// cart; and a merchant runs at most a few dry runs at once (429 with
 /// `Retry-After` beyond), since each is CPU work on the merchant's own input.
-#[utoipa::path(post, path = "/v1/plugins/{id}/dry-run", tag = "plugins", security(("bearer" = [])), request_body = DryRun,
+#[utoipa::path(post, path = "/v1/plugins/{id}/dry-run", tag = "plugins", security(("bearer" = ["seller", "admin"])), request_body = DryRun,
     responses(
         (status = 200, body = Report),
         (status = 404, body = shopeezy_common::Problem),

@@ -111,7 +111,7 @@ pub struct CreateProduct {
 
 /// Lists a product. A seller's product belongs to that seller; an admin may
 /// list one for a seller.
-#[utoipa::path(post, path = "/v1/products", tag = "catalog", security(("bearer" = [])), request_body = CreateProduct,
+#[utoipa::path(post, path = "/v1/products", tag = "catalog", security(("bearer" = ["seller", "admin"])), request_body = CreateProduct,
     responses(
         (status = 201, body = Product),
         (status = 403, body = shopeezy_common::Problem),
@@ -178,7 +178,7 @@ async fn managed(state: &AppState, caller: &Caller, id: Uuid) -> Result<Product>
 }
 
 /// Updates a product.
-#[utoipa::path(patch, path = "/v1/products/{id}", tag = "catalog", security(("bearer" = [])), request_body = UpdateProduct,
+#[utoipa::path(patch, path = "/v1/products/{id}", tag = "catalog", security(("bearer" = ["seller", "admin"])), request_body = UpdateProduct,
     responses((status = 200, body = Product), (status = 403, body = shopeezy_common::Problem), (status = 404, body = shopeezy_common::Problem)))]
 async fn update_product(
     State(state): State<AppState>,
@@ -213,7 +213,7 @@ async fn update_product(
 }
 
 /// Hides a product from sale (and takes it out of carts); past orders keep their lines.
-#[utoipa::path(delete, path = "/v1/products/{id}", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/products/{id}", tag = "catalog", security(("bearer" = ["seller", "admin"])),
     responses((status = 204), (status = 403, body = shopeezy_common::Problem), (status = 404, body = shopeezy_common::Problem)))]
 async fn delete_product(
     State(state): State<AppState>,
@@ -236,7 +236,7 @@ pub struct SetStock {
 }
 
 /// Sets a product's stock level.
-#[utoipa::path(put, path = "/v1/products/{id}/stock", tag = "catalog", security(("bearer" = [])), request_body = SetStock,
+#[utoipa::path(put, path = "/v1/products/{id}/stock", tag = "catalog", security(("bearer" = ["seller", "admin"])), request_body = SetStock,
     responses((status = 200, body = Product), (status = 403, body = shopeezy_common::Problem), (status = 404, body = shopeezy_common::Problem)))]
 async fn set_stock(
     State(state): State<AppState>,

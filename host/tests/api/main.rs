@@ -35,6 +35,7 @@ mod checkout;
 mod faults;
 mod helpers;
 mod idempotency;
+mod openapi;
 mod ops;
 mod orders;
 mod plugin_helpers;
