@@ -15,7 +15,6 @@ use shopeezy_common::db::{Db, Migrations};
 use shopeezy_common::events::{self, Relay};
 use shopeezy_common::ops::{self, Check, Readiness};
 use shopeezy_common::shutdown::Shutdown;
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
 use crate::auth::AuthClient;
@@ -25,15 +24,32 @@ use crate::plugins::registry::Registry;
 use crate::plugins::runtime::Runtime;
 use crate::pricing::Pipeline;
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/sqlite");
+/// The service's migrations, embedded (`migrations/host/`).
+const MIGRATIONS: Migrations<'static> = Migrations {
+    postgres: shopeezy_common::embed_migrations!(
+        "host/postgres",
+        [
+            "0001_catalog_carts_orders",
+            "0002_plugins",
+            "0003_product_search",
+            "0004_products_fillfactor",
+            "0005_customer_order_counts"
+        ]
+    ),
+    sqlite: shopeezy_common::embed_migrations!(
+        "host/sqlite",
+        [
+            "0001_catalog_carts_orders",
+            "0002_plugins",
+            "0003_product_search",
+            "0004_customer_order_counts"
+        ]
+    ),
+};
 
 /// The host's migrations, for both backends.
 pub fn migrations() -> Migrations<'static> {
-    Migrations {
-        postgres: &POSTGRES_MIGRATIONS,
-        sqlite: &SQLITE_MIGRATIONS,
-    }
+    MIGRATIONS
 }
 
 /// What every request handler shares.
@@ -197,4 +213,26 @@ fn readiness(state: &AppState) -> Readiness {
         }
         checks
     })
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use std::path::Path;
+
+    use shopeezy_common::db::unembedded;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/host");
+        for (backend, files) in [
+            ("postgres", super::MIGRATIONS.postgres),
+            ("sqlite", super::MIGRATIONS.sqlite),
+        ] {
+            let differ = unembedded(&root.join(backend), files).expect("the folder");
+            assert!(
+                differ.is_empty(),
+                "host/{backend}: not embedded: {differ:?}"
+            );
+        }
+    }
 }
