@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: starts the system (the dev profile's binaries, in
-//! which every crate is optimised) on PostgreSQL and on the SQLite default,
+//! `cargo xtask bench`: starts the system (the release binaries, built by
+//! `cargo xtask bench` before it) on PostgreSQL and on the SQLite default,
 //! drives it over real HTTP with real tokens and idempotency keys, and writes
 //! `bench/results/{quick,full}.{md,json}` (by the run's kind) with the
 //! machine's cores, memory and versions.
@@ -61,7 +61,7 @@ pub fn run(full: bool, backend: Option<&str>, plugins: &std::path::Path) -> Resu
     }
     // Instantiate-and-call of each example and the pricing pipeline with all
     // of them versus none, at 1 to 1,000 lines, in this process, which
-    // links the host library built as the server is (dev profile, optimised).
+    // links the host library built as the server is (release).
     eprintln!("== plugins (shopeezy_devtools::fixtures)");
     let plugin_results =
         shopeezy_devtools::fixtures::percentiles(plugins, if full { 10_000 } else { 2000 })?;

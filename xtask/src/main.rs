@@ -287,7 +287,7 @@ fn reachable(addr: &str) -> bool {
 // ---------------------------------------------------------------- build
 
 /// Builds every binary of the workspace but xtask (the three services and
-/// `shopeezy-devtools`) in the dev profile (optimised, see Cargo.toml), or
+/// `shopeezy-devtools`) in the dev profile (see Cargo.toml), or
 /// with `--release`, and returns the folder holding them. One cargo command
 /// for all of them, with the same packages selected as `cargo test
 /// --workspace`, so that dependencies resolve to the same features and
@@ -349,8 +349,10 @@ fn plugin_run(component: &Path, hook: &str, input: &Path, config: Option<&str>) 
 
 // ---------------------------------------------------------------- bench
 
+/// Benchmarks measure what production runs: the release build (a build of
+/// its own, apart from the dev profile's of `run` and `test`).
 fn bench(full: bool, backend: Option<&str>, soak: Option<u64>) -> Result<()> {
-    let bin = build(false)?;
+    let bin = build(true)?;
     let devtools = bin.join("shopeezy-devtools");
     let mut cmd = Command::new(&devtools);
     cmd.current_dir(root());
@@ -376,7 +378,7 @@ fn bench(full: bool, backend: Option<&str>, soak: Option<u64>) -> Result<()> {
         eprintln!("== plugins, criterion (report in target/criterion)");
         status(
             cargo()
-                .args(["bench", "--profile", "dev", "-p", "shopeezy-devtools"])
+                .args(["bench", "--profile", "release", "-p", "shopeezy-devtools"])
                 .args(["--bench", "plugins"])
                 .env("SHOPEEZY_TEST_PLUGINS_DIR", &plugins),
         )?;
