@@ -11,7 +11,6 @@ use shopeezy_common::events::{self, Relay};
 use shopeezy_common::ops::{self, Check, Readiness};
 use shopeezy_common::shutdown::Shutdown;
 use shopeezy_proto::auth::v1::auth_service_server::AuthServiceServer;
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -24,8 +23,17 @@ use crate::revocation::Revocation;
 use crate::throttle::{self, Throttle};
 use crate::tokens::Keys;
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/account/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/account/sqlite");
+/// The service's migrations, embedded (`migrations/account/`).
+const MIGRATIONS: Migrations<'static> = Migrations {
+    postgres: shopeezy_common::embed_migrations!(
+        "account/postgres",
+        ["0001_users", "0002_revocations"]
+    ),
+    sqlite: shopeezy_common::embed_migrations!(
+        "account/sqlite",
+        ["0001_users", "0002_revocations"]
+    ),
+};
 
 /// How often expired revocations are deleted from the database.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -60,10 +68,7 @@ impl Application {
     /// Connects and migrates the database, makes the configured admin exist,
     /// loads the signing key and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let migrations = Migrations {
-            postgres: &POSTGRES_MIGRATIONS,
-            sqlite: &SQLITE_MIGRATIONS,
-        };
+        let migrations = MIGRATIONS;
         let db = Db::connect(
             &config.database_url,
             config.database_max_connections,
@@ -208,4 +213,26 @@ fn readiness(state: &AppState) -> Readiness {
         }
         checks
     })
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use std::path::Path;
+
+    use shopeezy_common::db::unembedded;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/account");
+        for (backend, files) in [
+            ("postgres", super::MIGRATIONS.postgres),
+            ("sqlite", super::MIGRATIONS.sqlite),
+        ] {
+            let differ = unembedded(&root.join(backend), files).expect("the folder");
+            assert!(
+                differ.is_empty(),
+                "account/{backend}: not embedded: {differ:?}"
+            );
+        }
+    }
 }

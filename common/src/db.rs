@@ -63,13 +63,101 @@ macro_rules! with_db {
     };
 }
 
-/// The migrations of one service, one set per backend.
-#[derive(Debug)]
+/// One migration, embedded in the binary: its file name without `.sql`
+/// (`NNNN_description`) and its SQL.
+pub type Embedded = (&'static str, &'static str);
+
+/// The migrations of one service, one set per backend, embedded by
+/// [`embed_migrations!`](crate::embed_migrations). They are applied as
+/// sqlx's own migrator applies a folder (same versions, descriptions and
+/// checksums), without sqlx's compile-time macros.
+#[derive(Debug, Clone, Copy)]
 pub struct Migrations<'a> {
     /// For PostgreSQL.
-    pub postgres: &'a Migrator,
+    pub postgres: &'a [Embedded],
     /// For SQLite.
-    pub sqlite: &'a Migrator,
+    pub sqlite: &'a [Embedded],
+}
+
+/// `&[Embedded]` of the named files of `migrations/<dir>/` (relative to the
+/// calling crate's folder's parent, the repository root):
+/// `embed_migrations!("host/sqlite", ["0001_catalog", "0002_plugins"])`.
+/// Every service tests with [`unembedded`] that its lists name every file.
+#[macro_export]
+macro_rules! embed_migrations {
+    ($dir:literal, [$($name:literal),+ $(,)?]) => {
+        &[$((
+            $name,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/", $dir, "/", $name, ".sql")),
+        )),+]
+    };
+}
+
+/// The `.sql` files of `dir` that `embedded` does not name, and the names
+/// of `embedded` that are not files of `dir`: empty when they agree.
+pub fn unembedded(dir: &std::path::Path, embedded: &[Embedded]) -> std::io::Result<Vec<String>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".sql") {
+            files.push(stem.to_owned());
+        }
+    }
+    let mut differ: Vec<String> = files
+        .iter()
+        .filter(|f| !embedded.iter().any(|(name, _)| name == f))
+        .cloned()
+        .collect();
+    differ.extend(
+        embedded
+            .iter()
+            .filter(|(name, _)| !files.iter().any(|f| f == name))
+            .map(|(name, _)| format!("{name} (no such file)")),
+    );
+    Ok(differ)
+}
+
+/// Embedded migrations as sqlx's migrator takes them.
+#[derive(Debug)]
+struct Source<'a>(&'a [Embedded]);
+
+impl<'a> sqlx::migrate::MigrationSource<'a> for Source<'a> {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+                > + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            let mut migrations = Vec::with_capacity(self.0.len());
+            for (name, sql) in self.0 {
+                let (version, description) = name
+                    .split_once('_')
+                    .ok_or_else(|| format!("migration {name} is not named NNNN_description"))?;
+                let version: i64 = version
+                    .parse()
+                    .map_err(|e| format!("migration {name}: its version: {e}"))?;
+                migrations.push(sqlx::migrate::Migration::new(
+                    version,
+                    description.replace('_', " ").into(),
+                    sqlx::migrate::MigrationType::Simple,
+                    (*sql).into(),
+                    sql.starts_with("-- no-transaction"),
+                ));
+            }
+            migrations.sort_by_key(|m| m.version);
+            Ok(migrations)
+        })
+    }
+}
+
+/// The migrator of `files`.
+async fn migrator(files: &[Embedded]) -> anyhow::Result<Migrator> {
+    Ok(Migrator::new(Source(files)).await?)
 }
 
 /// How long a request waits for a pooled connection before its 503.
@@ -106,7 +194,7 @@ impl Db {
                 .await?;
             let tripped = PgPoolOptions::new().connect_lazy_with(options.clone());
             tripped.close().await;
-            migrations.postgres.run(&pool).await?;
+            migrator(migrations.postgres).await?.run(&pool).await?;
             watch_postgres(options, Arc::downgrade(&health), pool.clone());
             Self {
                 pool: Pool::Postgres(pool),
@@ -115,7 +203,7 @@ impl Db {
             }
         } else if url.starts_with("sqlite:") {
             let pool = connect_sqlite(url, max_connections, &health).await?;
-            migrations.sqlite.run(&pool).await?;
+            migrator(migrations.sqlite).await?.run(&pool).await?;
             Self {
                 pool: Pool::Sqlite(pool),
                 tripped: None,

@@ -25,9 +25,6 @@ use crate::plugins::runtime::Runtime;
 use crate::pricing::Pipeline;
 use crate::state::AppState;
 
-/// The host's migrations (kept here too for the plugin bench fixtures).
-pub use crate::store::migrations;
-
 /// The service, bound and ready to run.
 #[derive(Debug)]
 pub struct Application {
@@ -42,7 +39,7 @@ impl Application {
         let db = Db::connect(
             &config.database_url,
             config.database_max_connections,
-            migrations(),
+            crate::store::migrations(),
         )
         .await?;
         let auth = AuthClient::new(&config.auth_grpc_url, config.auth_timeout())?;

@@ -9,15 +9,17 @@ use std::sync::Arc;
 use shopeezy_common::db::{Db, Migrations};
 use shopeezy_common::ops::{self, Check, Readiness};
 use shopeezy_common::shutdown::Shutdown;
-use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
 use crate::auth::AuthClient;
 use crate::config::Config;
 use crate::consumer::{BrokerState, Consumer, Stats};
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/notifier/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/notifier/sqlite");
+/// The service's migrations, embedded (`migrations/notifier/`).
+const MIGRATIONS: Migrations<'static> = Migrations {
+    postgres: shopeezy_common::embed_migrations!("notifier/postgres", ["0001_notifications"]),
+    sqlite: shopeezy_common::embed_migrations!("notifier/sqlite", ["0001_notifications"]),
+};
 
 /// What every request handler shares.
 #[derive(Debug, Clone)]
@@ -44,10 +46,7 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let migrations = Migrations {
-            postgres: &POSTGRES_MIGRATIONS,
-            sqlite: &SQLITE_MIGRATIONS,
-        };
+        let migrations = MIGRATIONS;
         let db = Db::connect(
             &config.database_url,
             config.database_max_connections,
@@ -121,4 +120,26 @@ fn readiness(state: &AppState) -> Readiness {
         checks.insert("broker", Check::from_result(false, state.broker.get()));
         checks
     })
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use std::path::Path;
+
+    use shopeezy_common::db::unembedded;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/notifier");
+        for (backend, files) in [
+            ("postgres", super::MIGRATIONS.postgres),
+            ("sqlite", super::MIGRATIONS.sqlite),
+        ] {
+            let differ = unembedded(&root.join(backend), files).expect("the folder");
+            assert!(
+                differ.is_empty(),
+                "notifier/{backend}: not embedded: {differ:?}"
+            );
+        }
+    }
 }

@@ -6,24 +6,24 @@
 //! - `test`: runs every test. With `CI=true`, PostgreSQL, Redis and RabbitMQ
 //!   are required and checked first; without it, tests that need a server
 //!   that cannot be reached are skipped with a one-line reason.
+//! - `bench`, `plugins`, `plugin run`: see `--help`.
+//!
+//! xtask depends on no crate of the workspace, so building it is quick and
+//! compiles nothing the services need. It builds them all with one command
+//! ([`build`]: every binary of the workspace, the same units `cargo test`
+//! then reuses) and hands over to `shopeezy-devtools` (the demo and the
+//! benchmarks) or `shopeezy-host plugin run` (the local runner).
 
-use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-mod bench;
-mod ceiling;
 mod plugins;
-mod runner;
-mod seed;
-mod soak;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Shopeezy's project commands")]
@@ -97,16 +97,10 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test(&args),
         Cmd::Bench {
             quick: _,
-            full: _,
-            backend,
-            soak: Some(minutes),
-        } => soak::run(minutes, backend.as_deref()),
-        Cmd::Bench {
-            quick: _,
             full,
             backend,
-            soak: None,
-        } => bench::run(full, backend.as_deref()),
+            soak,
+        } => bench(full, backend.as_deref(), soak),
         Cmd::Plugins => {
             plugins::build(true).map(|dir| println!("plugins built into {}", dir.display()))
         }
@@ -118,7 +112,7 @@ fn main() -> ExitCode {
                     input,
                     config,
                 },
-        } => runner::run(&component, &hook, &input, config.as_deref()),
+        } => plugin_run(&component, &hook, &input, config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,13 +162,28 @@ fn test(args: &[String]) -> Result<()> {
     let started = Instant::now();
     // Tests run real components: build them first (their own workspace).
     let plugins = plugins::build(true)?;
+    let plugins_took = started.elapsed();
+    // Compiling and running are timed apart: the build first (cargo's
+    // options, before any `--`), then the same command runs the tests.
+    let build_args = args.split(|a| a == "--").next().unwrap_or_default();
+    status(
+        cargo()
+            .args(["test", "--workspace", "--all-targets", "--no-run"])
+            .args(build_args),
+    )?;
+    let built = started.elapsed();
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(args)
         .env("SHOPEEZY_TEST_PLUGINS_DIR", &plugins);
     let totals = run_counting(&mut cmd)?;
     // The closing line stands alone, in the form CI reads.
-    println!("\nthe tests took {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "\nplugins built in {:.0} s, tests built in {:.0} s, run in {:.0} s",
+        plugins_took.as_secs_f64(),
+        (built - plugins_took).as_secs_f64(),
+        (started.elapsed() - built).as_secs_f64()
+    );
     println!(
         "tests: {} passed, {} failed, {} skipped",
         totals.passed.saturating_sub(totals.skipped),
@@ -275,218 +284,104 @@ fn reachable(addr: &str) -> bool {
         .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
 }
 
+// ---------------------------------------------------------------- build
+
+/// Builds every binary of the workspace but xtask (the three services and
+/// `shopeezy-devtools`) in the dev profile (see Cargo.toml), or
+/// with `--release`, and returns the folder holding them. One cargo command
+/// for all of them, with the same packages selected as `cargo test
+/// --workspace`, so that dependencies resolve to the same features and
+/// `cargo xtask test` afterwards compiles only the tests themselves.
+fn build(release: bool) -> Result<PathBuf> {
+    eprintln!(
+        "xtask: building the services (cargo build --workspace --bins{}); a first build takes a few minutes",
+        if release { " --release" } else { "" }
+    );
+    let mut cmd = cargo();
+    cmd.args(["build", "--workspace", "--exclude", "xtask", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    status(&mut cmd)?;
+    Ok(target_dir().join(if release { "release" } else { "debug" }))
+}
+
+/// Replaces this process with `cmd` (so Ctrl-C and the exit status are
+/// the command's own).
+fn hand_over(cmd: &mut Command) -> Result<()> {
+    let err = cmd.exec();
+    Err(anyhow::Error::new(err).context(format!("starting {cmd:?}")))
+}
+
 // ---------------------------------------------------------------- run
 
-/// The embedded-default settings of the demo, overridable from the shell.
-const DEMO_ENV: &[(&str, &str)] = &[
-    ("SHOPEEZY_ACCOUNT_DATABASE_URL", "sqlite://data/account.db"),
-    ("SHOPEEZY_ACCOUNT_HTTP_ADDR", "127.0.0.1:8081"),
-    ("SHOPEEZY_ACCOUNT_GRPC_ADDR", "127.0.0.1:50051"),
-    ("SHOPEEZY_HOST_DATABASE_URL", "sqlite://data/host.db"),
-    ("SHOPEEZY_HOST_HTTP_ADDR", "127.0.0.1:8080"),
-    ("SHOPEEZY_AUTH_GRPC_URL", "http://127.0.0.1:50051"),
-    ("SHOPEEZY_ADMIN_EMAIL", "admin@shopeezy.local"),
-    ("SHOPEEZY_ADMIN_PASSWORD", "shopeezy-admin"),
-    ("SHOPEEZY_DATA_DIR", "data"),
-];
-
-fn env_or_default(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        DEMO_ENV
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or("", |(_, v)| *v)
-            .to_owned()
-    })
-}
-
 fn run(release: bool) -> Result<()> {
-    let profile = if release { "release" } else { "debug" };
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--bin",
-        "shopeezy-account",
-        "--bin",
-        "shopeezy-host",
-    ]);
-    if release {
-        build.arg("--release");
-    }
-    status(&mut build)?;
-    let plugins_dir = plugins::build(true)?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    // Ctrl-C reaches the children too (same process group); we only wait.
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
-
-    let bin = target_dir().join(profile);
-    let mut children = Services::default();
-    children.start("account", &bin.join("shopeezy-account"))?;
-    let account = env_or_default("SHOPEEZY_ACCOUNT_HTTP_ADDR");
-    wait_ready(&account, &stop, &mut children)?;
-    children.start("host", &bin.join("shopeezy-host"))?;
-    let host = env_or_default("SHOPEEZY_HOST_HTTP_ADDR");
-    wait_ready(&host, &stop, &mut children)?;
-    let products = seed::demo_store(&account, &host).context("seeding the demo store")?;
-    let installed = seed::demo_plugins(&account, &host, &plugins_dir)
-        .context("installing the example plugins")?;
-    print_banner(products, installed);
-
-    while !stop.load(Ordering::SeqCst) {
-        if let Some(name) = children.exited()? {
-            children.stop();
-            bail!("the {name} service stopped unexpectedly; see its log above");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!("\nstopping…");
-    children.stop();
-    Ok(())
-}
-
-#[derive(Default)]
-struct Services {
-    running: Vec<(&'static str, Child)>,
-}
-
-impl Services {
-    /// Starts a service with the demo's settings.
-    fn start(&mut self, name: &'static str, bin: &Path) -> Result<()> {
-        let env: Vec<(String, String)> = DEMO_ENV
-            .iter()
-            .map(|(k, _)| ((*k).to_owned(), env_or_default(k)))
-            .collect();
-        self.start_with(name, bin, &env)
-    }
-
-    /// Starts a service with the given settings.
-    fn start_with(
-        &mut self,
-        name: &'static str,
-        bin: &Path,
-        env: &[(String, String)],
-    ) -> Result<()> {
-        let mut cmd = Command::new(bin);
-        cmd.current_dir(root());
-        for (key, value) in env {
-            cmd.env(key, value);
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        self.running.push((name, child));
-        Ok(())
-    }
-
-    /// The process id of each running service.
-    fn pids(&self) -> Vec<(&'static str, u32)> {
-        self.running
-            .iter()
-            .map(|(name, child)| (*name, child.id()))
-            .collect()
-    }
-
-    fn exited(&mut self) -> Result<Option<&'static str>> {
-        for (name, child) in &mut self.running {
-            if child.try_wait()?.is_some() {
-                return Ok(Some(name));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Asks every service to stop (SIGTERM: finish requests in flight) and
-    /// waits for it; kills one that takes longer than 30 s.
-    fn stop(&mut self) {
-        for (_, child) in &self.running {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for (name, child) in &mut self.running {
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if !matches!(child.try_wait(), Ok(Some(_))) {
-                eprintln!("{name} did not stop in time; killing it");
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
-        self.running.clear();
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn wait_ready(addr: &str, stop: &AtomicBool, children: &mut Services) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
-        if http_get(addr, "/readyz").is_ok_and(|(code, _)| code == 200) {
-            return Ok(());
-        }
-        if let Some(name) = children.exited()? {
-            bail!("the {name} service exited during start-up; see its log above");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("the services at {addr} did not become ready");
-}
-
-/// A minimal HTTP/1.1 GET, enough to poll readiness without a client crate.
-fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no status line")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
-}
-
-fn print_banner(products: usize, plugins: usize) {
-    let host = env_or_default("SHOPEEZY_HOST_HTTP_ADDR");
-    let account = env_or_default("SHOPEEZY_ACCOUNT_HTTP_ADDR");
-    let grpc = env_or_default("SHOPEEZY_ACCOUNT_GRPC_ADDR");
-    let email = env_or_default("SHOPEEZY_ADMIN_EMAIL");
-    let password = env_or_default("SHOPEEZY_ADMIN_PASSWORD");
-    println!(
-        "\n\
-Shopeezy is running on its embedded defaults (SQLite in ./data, in-process revocation).\n\
-\n  host REST      http://{host}   (API reference: http://{host}/docs)\
-\n  account REST   http://{account}   (API reference: http://{account}/docs)\
-\n  account gRPC   {grpc}   (shopeezy.auth.v1.AuthService, reflection on)\
-\n  demo admin     {email} / {password}\
-\n  demo store     {products} products from two sellers (acme@shopeezy.local, globex@shopeezy.local; password shopeezy-seller)\
-\n  plugins        {plugins} example plugins installed (try the code SAVE10 on a cart over $50)\n\
-\nTry it:\n\
-\x20 curl -s 'http://{host}/v1/products?q=mug'\n\
-\x20 curl -s http://{account}/v1/auth/login -H 'content-type: application/json' \\\n\
-\x20      -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'\n\
-\nThe README's walkthrough goes from there to an order.\n\
-\nCtrl-C stops everything.\n"
+    let started = Instant::now();
+    let bin = build(release)?;
+    let plugins = plugins::build(true)?;
+    eprintln!(
+        "xtask: built in {:.0} s; starting the services",
+        started.elapsed().as_secs_f64()
     );
+    hand_over(
+        Command::new(bin.join("shopeezy-devtools"))
+            .current_dir(root())
+            .arg("run")
+            .arg("--plugins")
+            .arg(plugins),
+    )
+}
+
+// ---------------------------------------------------------------- plugin run
+
+fn plugin_run(component: &Path, hook: &str, input: &Path, config: Option<&str>) -> Result<()> {
+    let bin = build(false)?;
+    let mut cmd = Command::new(bin.join("shopeezy-host"));
+    cmd.args(["plugin", "run"])
+        .arg(component)
+        .args(["--hook", hook, "--input"])
+        .arg(input);
+    if let Some(config) = config {
+        cmd.args(["--config", config]);
+    }
+    hand_over(&mut cmd)
+}
+
+// ---------------------------------------------------------------- bench
+
+/// Benchmarks measure what production runs: the release build (a build of
+/// its own, apart from the dev profile's of `run` and `test`).
+fn bench(full: bool, backend: Option<&str>, soak: Option<u64>) -> Result<()> {
+    let bin = build(true)?;
+    let devtools = bin.join("shopeezy-devtools");
+    let mut cmd = Command::new(&devtools);
+    cmd.current_dir(root());
+    if let Some(minutes) = soak {
+        cmd.args(["soak", "--minutes", &minutes.to_string()]);
+        if let Some(b) = backend {
+            cmd.args(["--backend", b]);
+        }
+        return hand_over(&mut cmd);
+    }
+    let plugins = plugins::build(true)?;
+    cmd.arg("bench").arg("--plugins").arg(&plugins);
+    if full {
+        cmd.arg("--full");
+    }
+    if let Some(b) = backend {
+        cmd.args(["--backend", b]);
+    }
+    status(&mut cmd)?;
+    if full {
+        // Criterion's report of the plugin micro-benchmarks, in the same
+        // profile as the services.
+        eprintln!("== plugins, criterion (report in target/criterion)");
+        status(
+            cargo()
+                .args(["bench", "--profile", "release", "-p", "shopeezy-devtools"])
+                .args(["--bench", "plugins"])
+                .env("SHOPEEZY_TEST_PLUGINS_DIR", &plugins),
+        )?;
+    }
+    Ok(())
 }

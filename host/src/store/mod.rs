@@ -14,19 +14,35 @@ pub mod products;
 pub mod usage;
 
 use shopeezy_common::db::{Migrations, unique_violation};
-use sqlx::migrate::Migrator;
 
 use crate::error::Error;
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/host/sqlite");
+/// The host's migrations, embedded (`migrations/host/`).
+const MIGRATIONS: Migrations<'static> = Migrations {
+    postgres: shopeezy_common::embed_migrations!(
+        "host/postgres",
+        [
+            "0001_catalog_carts_orders",
+            "0002_plugins",
+            "0003_product_search",
+            "0004_products_fillfactor",
+            "0005_customer_order_counts"
+        ]
+    ),
+    sqlite: shopeezy_common::embed_migrations!(
+        "host/sqlite",
+        [
+            "0001_catalog_carts_orders",
+            "0002_plugins",
+            "0003_product_search",
+            "0004_customer_order_counts"
+        ]
+    ),
+};
 
 /// The host's migrations, for both backends.
 pub fn migrations() -> Migrations<'static> {
-    Migrations {
-        postgres: &POSTGRES_MIGRATIONS,
-        sqlite: &SQLITE_MIGRATIONS,
-    }
+    MIGRATIONS
 }
 
 /// Turns a unique-constraint violation on `column` into `taken` (a 409);
@@ -35,5 +51,27 @@ fn conflict_on(e: sqlx::Error, column: &str, taken: Error) -> Error {
     match unique_violation(&e) {
         Some(c) if c.contains(column) => taken,
         _ => Error::Database(e),
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use std::path::Path;
+
+    use shopeezy_common::db::unembedded;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/host");
+        for (backend, files) in [
+            ("postgres", super::MIGRATIONS.postgres),
+            ("sqlite", super::MIGRATIONS.sqlite),
+        ] {
+            let differ = unembedded(&root.join(backend), files).expect("the folder");
+            assert!(
+                differ.is_empty(),
+                "host/{backend}: not embedded: {differ:?}"
+            );
+        }
     }
 }

@@ -1,13 +1,11 @@
-//! The local runner (`cargo xtask plugin run`) reports what `dry-run` does:
-//! the same output (or failure), fuel and logs for the same sample cart. The
-//! runner is called in-process, through the library code it is made of
-//! (`xtask/src/runner.rs`): `Runtime::new(Limits::default())`, `compile`,
-//! `SampleCart::to_input`, `call`, `Report::new`.
+//! The local runner (`shopeezy-host plugin run`, which `cargo xtask plugin
+//! run` calls) reports what `dry-run` does: the same output (or failure),
+//! fuel and logs for the same sample cart. The test runs the built binary
+//! as a merchant would, on files, and reads what it prints.
+
+use std::process::Command;
 
 use serde_json::{Value, json};
-use shopeezy_host::plugins::io::{Report, SampleCart};
-use shopeezy_host::plugins::limits::Limits;
-use shopeezy_host::plugins::runtime::{Hook, Runtime};
 use uuid::Uuid;
 
 use crate::helpers::{Backend, id_of, spawn_app};
@@ -15,20 +13,58 @@ use crate::plugin_helpers::components;
 
 both_backends!(the_local_runner_reports_what_dry_run_does);
 
-/// What the runner prints for `wasm` as a `hook` plugin with `config` on `sample`.
+/// Runs `shopeezy-host plugin run` on `wasm` as a `hook` plugin with
+/// `config` on `sample`, with no `SHOPEEZY_*` setting (the default limits,
+/// as the test's host has): its exit status, what it printed, what it said.
+fn runner(wasm: &[u8], hook: &str, config: &Value, sample: &Value) -> (bool, String, String) {
+    let dir = tempdir();
+    let component = dir.join("plugin.wasm");
+    let input = dir.join("cart.json");
+    std::fs::write(&component, wasm).unwrap();
+    std::fs::write(&input, sample.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shopeezy-host"))
+        .env_clear()
+        .args(["plugin", "run"])
+        .arg(&component)
+        .args(["--hook", hook, "--input"])
+        .arg(&input)
+        .args(["--config", &config.to_string()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The report the runner prints (it exits 1 when the call failed).
 fn run_locally(wasm: &[u8], hook: &str, config: &Value, sample: &Value) -> Value {
-    let hook = Hook::parse(hook).unwrap();
-    let sample: SampleCart = serde_json::from_value(sample.clone()).unwrap();
-    let runtime = Runtime::new(Limits::default()).unwrap();
-    let compiled = runtime
-        .compile(hook, wasm)
-        .unwrap_or_else(|reason| panic!("the runner refuses the component: {reason}"));
-    let cart = sample.to_input(&config.to_string(), 1_700_000_000_000);
-    let report = Report::new(
-        runtime.call(&compiled, &cart),
-        runtime.limits.fuel(cart.lines.len()),
-    );
-    serde_json::to_value(&report).unwrap()
+    let (_, stdout, stderr) = runner(wasm, hook, config, sample);
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("the runner printed no report ({e}): {stdout}\n{stderr}"))
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shopeezy-runner-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_local_runner_refuses_what_the_server_refuses() {
+    let sample = json!({"lines": []});
+    // Not a component: the upload's 422, and nothing run.
+    let (ok, stdout, stderr) = runner(b"\0asm not really", "pricing", &json!({}), &sample);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("422 invalid_component"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    // An unknown hook, a sample that is not a cart: clear errors.
+    let (ok, _, stderr) = runner(b"", "checkout", &json!({}), &sample);
+    assert!(!ok && stderr.contains("unknown hook"), "{stderr}");
+    let (ok, _, stderr) = runner(b"", "pricing", &json!({}), &json!({"lines": "none"}));
+    assert!(!ok && stderr.contains("is not a sample cart"), "{stderr}");
 }
 
 async fn the_local_runner_reports_what_dry_run_does(backend: Backend) {

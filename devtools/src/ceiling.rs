@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::root;
+use crate::root;
 
 /// Whether `pgbench` is on this machine.
 pub fn available() -> bool {
@@ -95,7 +95,7 @@ pub fn run(url: &str, catalog: usize, clients: usize, seconds: u64) -> Result<Va
     let (mut micros, failed) = read_logs(&logs)?;
     let _ = std::fs::remove_dir_all(&logs);
     micros.sort_unstable();
-    let pct = |p: f64| super::bench::millis_at(&micros, p);
+    let pct = |p: f64| crate::bench::millis_at(&micros, p);
     Ok(json!({
         "tps": (tps * 10.0).round() / 10.0,
         "transactions": field("number of transactions actually processed:").unwrap_or(0.0),

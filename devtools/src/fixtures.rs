@@ -2,9 +2,10 @@
 //! with a merchant config each, carts of any size, a pricing pipeline with
 //! the examples installed or none, and single-call percentiles.
 //!
-//! `cargo xtask bench` reports [`percentiles`] (it links this library, built
-//! like the server); `host/benches/plugins.rs` runs criterion on the same
-//! fixtures (`cargo xtask bench --full`).
+//! `cargo xtask bench` reports [`percentiles`] (the `shopeezy-devtools`
+//! binary links the host library built like the server);
+//! `devtools/benches/plugins.rs` runs criterion on the same fixtures
+//! (`cargo xtask bench --full`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,12 +15,12 @@ use serde_json::{Value, json};
 use shopeezy_common::db::Db;
 use uuid::Uuid;
 
-use crate::domain::{Cart, FailurePolicy, Line, NewPlugin, Product, Role};
-use crate::plugins::io::SampleCart;
-use crate::plugins::limits::Limits;
-use crate::plugins::registry::Registry;
-use crate::plugins::runtime::{self, Compiled, Hook, Runtime};
-use crate::pricing::{Customer, Pipeline};
+use shopeezy_host::domain::{Cart, FailurePolicy, Line, NewPlugin, Product, Role};
+use shopeezy_host::plugins::io::SampleCart;
+use shopeezy_host::plugins::limits::Limits;
+use shopeezy_host::plugins::registry::Registry;
+use shopeezy_host::plugins::runtime::{self, Compiled, Hook, Runtime};
+use shopeezy_host::pricing::{Customer, Pipeline};
 
 /// Cart sizes every benchmark runs at.
 pub const LINES: [usize; 4] = [1, 10, 100, 1000];
@@ -114,7 +115,7 @@ pub fn compiled(
 
 /// A pipeline over an in-memory database, with the examples installed or none.
 pub async fn pipeline(dir: &Path, with_examples: bool) -> anyhow::Result<Pipeline> {
-    let db = Db::connect("sqlite::memory:", 1, crate::startup::migrations()).await?;
+    let db = Db::connect("sqlite::memory:", 1, shopeezy_host::store::migrations()).await?;
     let registry = Registry::load(db, Runtime::new(Limits::default())?).await?;
     if with_examples {
         for (name, hook, config) in EXAMPLES {

@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: starts the system (the dev profile's binaries, in
-//! which every crate is optimised) on PostgreSQL and on the SQLite default,
+//! `cargo xtask bench`: starts the system (the release binaries, built by
+//! `cargo xtask bench` before it) on PostgreSQL and on the SQLite default,
 //! drives it over real HTTP with real tokens and idempotency keys, and writes
 //! `bench/results/{quick,full}.{md,json}` (by the run's kind) with the
 //! machine's cores, memory and versions.
@@ -18,19 +18,8 @@ use serde_json::{Value, json};
 use shopeezy_proto::auth::v1::ValidateTokenRequest;
 use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
 
-use super::{Services, cargo, root, status};
-
-/// Criterion's report of the plugin micro-benchmarks
-/// (`host/benches/plugins.rs`, `--full` only), in the same profile as the services.
-const PLUGIN_BENCH: [&str; 7] = [
-    "bench",
-    "--profile",
-    "dev",
-    "-p",
-    "shopeezy-host",
-    "--bench",
-    "plugins",
-];
+use crate::services::{Services, bin_dir, wait_ready};
+use crate::{backends, root};
 
 /// How long and how hard to push.
 struct Plan {
@@ -41,7 +30,9 @@ struct Plan {
 }
 
 /// Runs the benchmarks and writes the results.
-pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
+/// Runs the benchmarks (the quick or the `full` plan) on `backend` (else
+/// both) with the example components in `plugins`, and writes the results.
+pub fn run(full: bool, backend: Option<&str>, plugins: &std::path::Path) -> Result<()> {
     let kind = if full { "full" } else { "quick" };
     let plan = if full {
         Plan {
@@ -58,34 +49,22 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
             catalog: 1000,
         }
     };
-    let backends = build_services(backend)?;
-    let plugins = super::plugins::build(true)?;
-    if full {
-        status(cargo().args(PLUGIN_BENCH).arg("--no-run"))?;
-    }
+    let backends = backends(backend)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut results = BTreeMap::new();
     for backend in backends {
         eprintln!("== {backend}");
-        let result = runtime.block_on(bench_backend(backend, &plan, &plugins))?;
+        let result = runtime.block_on(bench_backend(backend, &plan, plugins))?;
         results.insert(backend.to_owned(), result);
     }
     // Instantiate-and-call of each example and the pricing pipeline with all
-    // of them versus none, at 1 to 1,000 lines, in this process: xtask links
-    // the host library built as the server is (dev profile, optimised).
-    eprintln!("== plugins (shopeezy_host::plugins::bench)");
+    // of them versus none, at 1 to 1,000 lines, in this process, which
+    // links the host library built as the server is (release).
+    eprintln!("== plugins (shopeezy_devtools::fixtures)");
     let plugin_results =
-        shopeezy_host::plugins::bench::percentiles(&plugins, if full { 10_000 } else { 2000 })?;
-    if full {
-        eprintln!("== plugins, criterion (report in target/criterion)");
-        status(
-            cargo()
-                .args(PLUGIN_BENCH)
-                .env("SHOPEEZY_TEST_PLUGINS_DIR", &plugins),
-        )?;
-    }
+        shopeezy_devtools::fixtures::percentiles(plugins, if full { 10_000 } else { 2000 })?;
     let report = json!({
         "command": format!("cargo xtask bench --{kind}{}", backend.map_or(String::new(), |b| format!(" --backend {b}"))),
         "machine": machine(),
@@ -105,25 +84,6 @@ pub fn run(full: bool, backend: Option<&str>) -> Result<()> {
     println!("{md}");
     println!("written to {}", dir.display());
     Ok(())
-}
-
-/// Builds the services as `cargo xtask run` and `cargo xtask test` do (the
-/// dev profile, in which every crate is optimised: opt-level 2, see
-/// Cargo.toml); the backends to run on (`--backend`, else both).
-pub(crate) fn build_services(backend: Option<&str>) -> Result<Vec<&str>> {
-    let backends = match backend {
-        Some(b @ ("postgres" | "sqlite")) => vec![b],
-        Some(other) => bail!("unknown backend {other}: postgres or sqlite"),
-        None => vec!["postgres", "sqlite"],
-    };
-    status(cargo().args([
-        "build",
-        "--bin",
-        "shopeezy-account",
-        "--bin",
-        "shopeezy-host",
-    ]))?;
-    Ok(backends)
 }
 
 fn free_port() -> Result<u16> {
@@ -306,14 +266,14 @@ pub(crate) async fn start(
     std::fs::create_dir_all(&dir)?;
     let ports = (free_port()?, free_port()?, free_port()?);
     let env = service_env(backend, &dir, ports);
-    let bin = super::target_dir().join("debug");
+    let bin = bin_dir()?;
     let mut services = Services::default();
     services.start_with("account", &bin.join("shopeezy-account"), &env)?;
     let account = format!("127.0.0.1:{}", ports.0);
-    super::wait_ready(&account, &AtomicBool::new(false), &mut services)?;
+    wait_ready(&account, &AtomicBool::new(false), &mut services)?;
     services.start_with("host", &bin.join("shopeezy-host"), &env)?;
     let host = format!("127.0.0.1:{}", ports.2);
-    super::wait_ready(&host, &AtomicBool::new(false), &mut services)?;
+    wait_ready(&host, &AtomicBool::new(false), &mut services)?;
     let c = Arc::new(Client {
         http: reqwest::Client::new(),
         account: format!("http://{account}"),
@@ -551,7 +511,7 @@ fn ceiling(
     scenarios: &serde_json::Map<String, Value>,
 ) -> Result<serde_json::Map<String, Value>> {
     let mut ceiling = serde_json::Map::new();
-    if !super::ceiling::available() {
+    if !crate::ceiling::available() {
         eprintln!("pgbench is not installed: no ceiling (Debian: apt install postgresql-client)");
         return Ok(ceiling);
     }
@@ -560,10 +520,10 @@ fn ceiling(
         .find(|(k, _)| k == "SHOPEEZY_HOST_DATABASE_URL")
         .map(|(_, v)| v.clone())
         .context("no host database")?;
-    let catalog = super::ceiling::prepare(&url)?;
+    let catalog = crate::ceiling::prepare(&url)?;
     for &level in &plan.levels {
         eprintln!("pgbench, {level} clients");
-        let mut run = super::ceiling::run(&url, catalog, level, plan.seconds)?;
+        let mut run = crate::ceiling::run(&url, catalog, level, plan.seconds)?;
         let checkout = scenarios
             .get(&format!("checkout_spread_{level}"))
             .and_then(|s| s["ok_per_s"].as_f64())
@@ -577,7 +537,7 @@ fn ceiling(
         });
         ceiling.insert(level.to_string(), run);
     }
-    super::ceiling::finish(&url)?;
+    crate::ceiling::finish(&url)?;
     Ok(ceiling)
 }
 

@@ -139,8 +139,8 @@ const SELLERS: &[Seller] = &[
 pub fn demo_store(account: &str, host: &str) -> Result<usize> {
     let admin = login(
         account,
-        &super::env_or_default("SHOPEEZY_ADMIN_EMAIL"),
-        &super::env_or_default("SHOPEEZY_ADMIN_PASSWORD"),
+        &crate::services::env_or_default("SHOPEEZY_ADMIN_EMAIL"),
+        &crate::services::env_or_default("SHOPEEZY_ADMIN_PASSWORD"),
     )?;
     let mut count = 0;
     for seller in SELLERS {
@@ -286,8 +286,8 @@ fn demo_plugin_set() -> Vec<(&'static str, &'static str, Value)> {
 pub fn demo_plugins(account: &str, host: &str, dir: &std::path::Path) -> Result<usize> {
     let admin = login(
         account,
-        &super::env_or_default("SHOPEEZY_ADMIN_EMAIL"),
-        &super::env_or_default("SHOPEEZY_ADMIN_PASSWORD"),
+        &crate::services::env_or_default("SHOPEEZY_ADMIN_EMAIL"),
+        &crate::services::env_or_default("SHOPEEZY_ADMIN_PASSWORD"),
     )?;
     let globex = login(account, "globex@shopeezy.local", SELLER_PASSWORD)?;
     let mut count = 0;

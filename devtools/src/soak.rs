@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::bench::{self, Client};
-use super::{Services, root};
+use crate::bench::{self, Client};
+use crate::services::Services;
+use crate::{backends, root};
 
 /// Shoppers in the loop.
 const SHOPPERS: usize = 8;
@@ -30,7 +31,7 @@ pub fn run(minutes: u64, backend: Option<&str>) -> Result<()> {
     if minutes < 2 {
         bail!("a soak needs at least 2 minutes (the first is warm-up)");
     }
-    let backends = bench::build_services(backend)?;
+    let backends = backends(backend)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! cargo xtask plugins                                  # the example components
-//! cargo bench -p shopeezy-host --bench plugins         # criterion's report
+//! cargo bench -p shopeezy-devtools --bench plugins     # criterion's report
 //! ```
 //!
-//! The fixtures are `shopeezy_host::plugins::bench`'s; `cargo xtask bench`
+//! The fixtures are `shopeezy_devtools::fixtures`; `cargo xtask bench`
 //! reports single-call percentiles from the same fixtures.
 
 use std::hint::black_box;
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shopeezy_host::plugins::bench::{self, LINES};
+use shopeezy_devtools::fixtures::{self as bench, LINES};
 use shopeezy_host::plugins::limits::Limits;
 use shopeezy_host::plugins::runtime::Runtime;
 

@@ -1,0 +1,91 @@
+//! `shopeezy-devtools`: what `cargo xtask run` and `cargo xtask bench` run
+//! once cargo has built the services. It is built with them, in the same
+//! cargo invocation, so that nothing is compiled twice; `xtask` itself
+//! depends on no crate of the workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod ceiling;
+mod seed;
+mod services;
+mod soak;
+
+#[derive(Parser)]
+#[command(
+    name = "shopeezy-devtools",
+    about = "Shopeezy's demo and benchmarks (run them through cargo xtask)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the system on its embedded defaults with the demo store.
+    Run {
+        /// The built plugin components (`cargo xtask plugins`).
+        #[arg(long)]
+        plugins: PathBuf,
+    },
+    /// Measure checkout, carts, auth and plugins; write bench/results/.
+    Bench {
+        /// The full run (else the quick one).
+        #[arg(long)]
+        full: bool,
+        /// Only this backend: `postgres` or `sqlite`.
+        #[arg(long)]
+        backend: Option<String>,
+        /// The built plugin components.
+        #[arg(long)]
+        plugins: PathBuf,
+    },
+    /// A steady checkout load for `minutes`, reporting memory growth.
+    Soak {
+        /// How long, in minutes (at least 2).
+        #[arg(long)]
+        minutes: u64,
+        /// Only this backend: `postgres` or `sqlite`.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Cmd::Run { plugins } => services::run(&plugins),
+        Cmd::Bench {
+            full,
+            backend,
+            plugins,
+        } => bench::run(full, backend.as_deref(), &plugins),
+        Cmd::Soak { minutes, backend } => soak::run(minutes, backend.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shopeezy-devtools: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository's root (where `bench/results/` and `data/` live).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The backends a run measures: `--backend`, else both.
+fn backends(backend: Option<&str>) -> anyhow::Result<Vec<&str>> {
+    Ok(match backend {
+        Some(b @ ("postgres" | "sqlite")) => vec![b],
+        Some(other) => anyhow::bail!("unknown backend {other}: postgres or sqlite"),
+        None => vec!["postgres", "sqlite"],
+    })
+}
