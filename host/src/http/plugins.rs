@@ -110,8 +110,10 @@ async fn read_upload(mut form: Multipart) -> Result<(Manifest, Vec<u8>)> {
 async fn install(
     State(state): State<AppState>,
     Merchant(caller): Merchant,
-    form: Multipart,
+    form: std::result::Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<impl IntoResponse> {
+    // A body that is not multipart is a problem like any other bad body.
+    let form = form.map_err(|e| Error::UnreadableBody(e.body_text()))?;
     let (manifest, bytes) = read_upload(form).await?;
     let new = NewPlugin {
         name: parse_name(&manifest.name)?,

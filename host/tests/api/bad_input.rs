@@ -157,6 +157,16 @@ async fn malformed_bodies_are_refused(backend: Backend) {
         .expect_problem(400, "malformed_json");
     }
 
+    // An upload that is not multipart is a problem too, not plain text.
+    for body in ["{}", "component"] {
+        send(json_body(
+            app.host_as(&seller, Method::POST, "/v1/plugins"),
+            body,
+        ))
+        .await
+        .expect_problem(400, "invalid_body");
+    }
+
     // Unknown fields are refused, not ignored.
     app.put_item(&alice, product, 1).await.expect(200);
     let reply = send(
