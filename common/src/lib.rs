@@ -18,7 +18,5 @@ pub mod page;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use problem::Problem;

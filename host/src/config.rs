@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use shopeezy_common::events::RelaySettings;
 
 use crate::plugins::limits::Limits;
@@ -111,7 +111,19 @@ pub struct Config {
 impl Config {
     /// The defaults, as if no variable were set (tests start from this).
     pub fn defaults() -> Self {
-        Self::parse_from(["shopeezy-host"])
+        Self::try_parse_args(["shopeezy-host"]).expect("the defaults are a configuration")
+    }
+
+    /// The configuration given by `args` alone (the first is the program's
+    /// name), as for a test: unlike [`Parser::parse_from`], no `SHOPEEZY_*`
+    /// environment variable is read.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        Self::from_arg_matches(&command.try_get_matches_from(args)?)
     }
 
     /// The limits of every plugin call.
@@ -134,5 +146,58 @@ impl Config {
     /// The token-check timeout.
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_millis(self.auth_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process of [`the_environment_is_not_read`].
+    const CHILD: &str = "SHOPEEZY_CONFIG_TEST_CHILD";
+
+    /// A developer's `SHOPEEZY_*` variables do not reach a configuration
+    /// parsed from arguments. Variables cannot be set in this process (other
+    /// tests run in it), so this test runs itself again in a child process
+    /// with some set, one of them to garbage.
+    #[test]
+    fn the_environment_is_not_read() {
+        if std::env::var_os(CHILD).is_some() {
+            assert!(
+                Config::try_parse_from(["shopeezy-host"]).is_err(),
+                "the garbage is in the environment"
+            );
+            let config =
+                Config::try_parse_args(["shopeezy-host"]).expect("the environment is not read");
+            assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.database_url, "sqlite://data/host.db");
+            assert_eq!(config.events.amqp_url, None);
+            let config = Config::try_parse_args(["shopeezy-host", "--http-addr", "127.0.0.1:0"])
+                .expect("the arguments are read");
+            assert_eq!(config.http_addr.to_string(), "127.0.0.1:0");
+            return;
+        }
+        let test = module_path!()
+            .split_once("::")
+            .map_or("", |(_, path)| path)
+            .to_owned()
+            + "::the_environment_is_not_read";
+        let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", &test, "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("SHOPEEZY_HOST_HTTP_ADDR", "garbage")
+            .env(
+                "SHOPEEZY_HOST_DATABASE_URL",
+                "postgres://developer@elsewhere/shop",
+            )
+            .env("SHOPEEZY_AMQP_URL", "amqp://developer@elsewhere")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "the child test failed or did not run: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }

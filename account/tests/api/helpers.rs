@@ -1,24 +1,19 @@
-//! `spawn_app(backend)`: the real account service on a fresh database, with
-//! one helper per endpoint (REST and gRPC) and a few checks that every area's
-//! tests share.
+//! `spawn_app(backend)`: the real account service on fresh storage (the
+//! testkit's), with one helper per endpoint (REST and gRPC) and a few checks
+//! that every area's tests share.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use shopeezy_account::{Application, Config};
+use shopeezy_account::Config;
 use shopeezy_common::shutdown::Shutdown;
-use shopeezy_common::testing::{self, TestDatabase};
 use shopeezy_proto::auth::v1 as pb;
 use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
 use tokio::task::JoinHandle;
@@ -26,32 +21,13 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
-/// The admin every test app is configured to make exist.
-pub const ADMIN_EMAIL: &str = "admin@example.com";
-/// That admin's password.
-pub const ADMIN_PASSWORD: &str = "admin-password-1";
+use shopeezy_testkit::Storage;
+pub use shopeezy_testkit::account::new_signing_key_pem;
+pub use shopeezy_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, assert_problem};
+
 /// The issuer and audience the service uses by default.
 pub const ISSUER: &str = "shopeezy-account";
 pub const AUDIENCE: &str = "shopeezy";
-
-/// Which backends the app runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// SQLite in a temporary folder, revocation and throttling in-process.
-    Embedded,
-    /// A fresh PostgreSQL database, Redis under a key prefix of its own.
-    Production,
-}
-
-/// A folder removed when the last app using it is dropped.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A user registered by a test, with the password it registered with.
 #[derive(Debug, Clone)]
@@ -79,9 +55,8 @@ pub struct TestApp {
     pub config: Config,
     shutdown: Shutdown,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    // Dropped with the app: the test database, then the data folder.
-    _database: Option<Arc<TestDatabase>>,
-    _data_dir: Arc<TempDir>,
+    // Dropped with the last replica: the test database, then the data folder.
+    _storage: Arc<Storage>,
 }
 
 impl Drop for TestApp {
@@ -101,43 +76,8 @@ pub async fn spawn_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut Config),
 ) -> Option<TestApp> {
-    init_logs();
-    let data_dir = Arc::new(TempDir(
-        std::env::temp_dir().join(format!("shopeezy-account-test-{}", Uuid::new_v4())),
-    ));
-    let mut config = Config::defaults();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    config.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = data_dir.0.clone();
-    config.database_max_connections = 5;
-    config.jwt_private_key = Some(new_signing_key_pem());
-    config.jwt_private_key_file = None;
-    config.jwt_issuer = ISSUER.to_owned();
-    config.jwt_audience = AUDIENCE.to_owned();
-    config.access_token_ttl_secs = 3600;
-    config.login_max_failures = 5;
-    config.login_window_secs = 900;
-    config.admin_email = Some(ADMIN_EMAIL.to_owned());
-    config.admin_password = Some(ADMIN_PASSWORD.to_owned());
-    // Fast hashing: the tests are about behaviour, not about argon2's cost.
-    config.argon2_memory_kib = 1024;
-    config.argon2_iterations = 1;
-
-    let database = match backend {
-        Backend::Embedded => {
-            config.database_url = format!("sqlite://{}/account.db", data_dir.0.display());
-            config.redis_url = None;
-            None
-        }
-        Backend::Production => {
-            let database = testing::fresh_postgres().await?;
-            let redis = testing::reachable_redis().await?;
-            config.database_url = database.url.clone();
-            config.redis_url = Some(redis);
-            config.redis_key_prefix = testing::unique_prefix();
-            Some(Arc::new(database))
-        }
-    };
+    let storage = Storage::new(backend).await?;
+    let mut config = shopeezy_testkit::account::config(&storage).await?;
     configure(&mut config);
 
     let running = start(config.clone()).await;
@@ -152,26 +92,8 @@ pub async fn spawn_app_with(
         config,
         shutdown: running.shutdown,
         server: Some(running.server),
-        _database: database,
-        _data_dir: data_dir,
+        _storage: Arc::new(storage),
     })
-}
-
-fn init_logs() {
-    static LOGS: Once = Once::new();
-    LOGS.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            shopeezy_common::telemetry::init("info,sqlx=warn");
-        }
-    });
-}
-
-/// A new Ed25519 private key as PKCS#8 PEM.
-pub fn new_signing_key_pem() -> String {
-    SigningKey::generate(&mut rand::rngs::OsRng)
-        .to_pkcs8_pem(LineEnding::LF)
-        .unwrap()
-        .to_string()
 }
 
 struct Running {
@@ -182,15 +104,14 @@ struct Running {
     server: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Builds the application from `config` and runs it in the background.
+/// Starts the service on `config` in the background, connected to over gRPC.
 async fn start(config: Config) -> Running {
-    let app = Application::build(config)
-        .await
-        .expect("the application builds");
-    let http_addr = app.http_addr();
-    let grpc_addr = app.grpc_addr();
-    let shutdown = app.shutdown_handle();
-    let server = tokio::spawn(app.run_until_stopped());
+    let shopeezy_testkit::account::RunningAccount {
+        http_addr,
+        grpc_addr,
+        shutdown,
+        task: server,
+    } = shopeezy_testkit::account::start(config).await;
     let channel = Channel::from_shared(format!("http://{grpc_addr}"))
         .unwrap()
         .connect()
@@ -244,8 +165,7 @@ impl TestApp {
             config: self.config.clone(),
             shutdown: running.shutdown,
             server: Some(running.server),
-            _database: self._database.clone(),
-            _data_dir: self._data_dir.clone(),
+            _storage: self._storage.clone(),
         }
     }
 
@@ -624,33 +544,6 @@ pub fn unix_now() -> u64 {
 }
 
 // ---------------------------------------------------------------- checks
-
-/// Asserts an RFC 9457 problem answer of `status` with `code`; its body.
-pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
-    let actual = response.status();
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = response.text().await.unwrap();
-    assert_eq!(actual, status, "expected {status} {code}, got: {text}");
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "content type {content_type:?} of: {text}"
-    );
-    let body: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status.as_u16(), "{body}");
-    for member in ["type", "title", "detail"] {
-        assert!(
-            body[member].as_str().is_some_and(|s| !s.is_empty()),
-            "problem member {member} missing: {body}"
-        );
-    }
-    body
-}
 
 /// Asserts a 422 `validation_failed` problem naming `field`.
 pub async fn assert_invalid_field(response: Response, field: &str) {

@@ -6,16 +6,17 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shopeezy_common::testing::{self, TcpProxy};
+use shopeezy_testkit::TcpProxy;
+use shopeezy_testkit::servers;
 
 use crate::helpers::{Backend, TestApp, assert_problem, assert_token_accepted, spawn_app_with};
 
 #[tokio::test]
 async fn a_redis_outage_fails_closed_and_recovers() {
-    let Some(redis_url) = testing::reachable_redis().await else {
+    let Some(redis_url) = servers::reachable_redis().await else {
         return;
     };
-    let proxy = TcpProxy::start(&testing::url_host_port(&redis_url))
+    let proxy = TcpProxy::start(&servers::url_host_port(&redis_url))
         .await
         .unwrap();
     let Some(app) = spawn_app_with(Backend::Production, |config| {
@@ -73,11 +74,11 @@ async fn a_redis_outage_fails_closed_and_recovers() {
 
 #[tokio::test]
 async fn a_database_outage_is_503_and_recovers() {
-    let proxy = TcpProxy::start(&testing::url_host_port(&testing::postgres_base_url()))
+    let proxy = TcpProxy::start(&servers::url_host_port(&servers::postgres_base_url()))
         .await
         .unwrap();
     let Some(app) = spawn_app_with(Backend::Production, |config| {
-        config.database_url = testing::url_via(&config.database_url, &proxy.host_port());
+        config.database_url = servers::url_via(&config.database_url, &proxy.host_port());
     })
     .await
     else {

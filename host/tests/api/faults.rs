@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::json;
-use shopeezy_common::testing;
+use shopeezy_testkit::servers;
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
@@ -157,7 +157,7 @@ async fn host_database(app: &TestApp) -> (String, sqlx::PgConnection) {
         .fetch_one(pool)
         .await
         .unwrap());
-    let admin = PgConnectOptions::from_str(&testing::postgres_base_url())
+    let admin = PgConnectOptions::from_str(&servers::postgres_base_url())
         .unwrap()
         .log_statements(tracing::log::LevelFilter::Off)
         .connect()
@@ -327,7 +327,7 @@ impl SmallDisk {
         if !mounted {
             let _ = std::fs::remove_dir(&path);
             assert!(
-                !testing::ci(),
+                !servers::ci(),
                 "CI=true needs to mount a tmpfs (run as root) for the disk-full test"
             );
             eprintln!("SKIPPED a full disk: cannot mount a tmpfs here (not root?)");
@@ -467,7 +467,7 @@ async fn a_database_file_that_cannot_be_written_is_503_and_writable_again_after(
         app.put_item(shopper, product, 1).await.expect(200);
     }
     if !immutable(&app.dir, true) {
-        assert!(!testing::ci(), "CI=true needs chattr (root) for this test");
+        assert!(!servers::ci(), "CI=true needs chattr (root) for this test");
         eprintln!("SKIPPED a read-only database file: chattr +i is not possible here");
         return;
     }

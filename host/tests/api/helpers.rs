@@ -1,179 +1,21 @@
 //! `spawn_app(backend)`: the real account service and the real host, each on
-//! a fresh database, with one helper per endpoint so that a test reads like a
-//! user story, and a few looks behind the API (row counts) where a story
-//! needs them.
+//! a fresh database (the testkit's [`StackConfig`]), with one helper per
+//! endpoint so that a test reads like a user story, and a few looks behind
+//! the API (row counts) where a story needs them.
 
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use futures::StreamExt;
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 use shopeezy_common::db::Db;
 use shopeezy_common::shutdown::Shutdown;
-use shopeezy_common::testing::{self, TcpProxy, TestDatabase};
+use shopeezy_testkit::http::body_of;
+use shopeezy_testkit::{Accounts, Stack, StackConfig, TcpProxy};
 use uuid::Uuid;
 
-/// The admin every test's account service is configured to make exist.
-pub const ADMIN_EMAIL: &str = "admin@shopeezy.test";
-/// That admin's password.
-pub const ADMIN_PASSWORD: &str = "admin-password-1";
-/// The password of every user a test registers.
-pub const PASSWORD: &str = "correct-horse-battery";
-
-/// Which backends both services run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// SQLite files in a fresh folder, revocation in-process, no Redis.
-    Embedded,
-    /// Fresh PostgreSQL databases and Redis under a key prefix of its own.
-    Production,
-}
-
-/// A folder removed when the app is dropped.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("shopeezy-host-test-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A signed-in user.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub token: String,
-}
-
-/// One HTTP answer, read whole.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    /// The body as JSON (`Null` when empty, a string when not JSON).
-    pub body: Value,
-}
-
-impl Reply {
-    /// A header's value, if present and text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The problem's `code` (empty when there is none).
-    pub fn code(&self) -> &str {
-        self.body["code"].as_str().unwrap_or_default()
-    }
-
-    /// The `id` member of the body.
-    pub fn id(&self) -> Uuid {
-        id_of(&self.body)
-    }
-
-    /// Asserts the status, showing the body when it differs.
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> &Self {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.body
-        );
-        self
-    }
-
-    /// Asserts an RFC 9457 problem answer with this status and `code`.
-    #[track_caller]
-    pub fn expect_problem(&self, status: u16, code: &str) -> &Self {
-        self.expect(status);
-        self.expect_some_problem();
-        assert_eq!(self.code(), code, "problem code; body: {}", self.body);
-        self
-    }
-
-    /// Asserts a 4xx problem answer with some `code` (the status is the
-    /// service's choice).
-    #[track_caller]
-    pub fn expect_client_error(&self) -> &Self {
-        assert!(
-            self.status.is_client_error(),
-            "expected a 4xx, got {}: {}",
-            self.status,
-            self.body
-        );
-        self.expect_some_problem();
-        self
-    }
-
-    #[track_caller]
-    fn expect_some_problem(&self) {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "a problem's media type; status {}, body: {}",
-            self.status,
-            self.body
-        );
-        assert_eq!(
-            self.body["status"].as_u64(),
-            Some(u64::from(self.status.as_u16())),
-            "{}",
-            self.body
-        );
-        for member in ["type", "title", "detail", "code"] {
-            assert!(
-                self.body[member].as_str().is_some_and(|s| !s.is_empty()),
-                "problem member {member} missing: {}",
-                self.body
-            );
-        }
-    }
-}
-
-/// The `id` member of a JSON object, as a UUID.
-#[track_caller]
-pub fn id_of(value: &Value) -> Uuid {
-    value["id"]
-        .as_str()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .unwrap_or_else(|| panic!("no id in {value}"))
-}
-
-/// Sends a request and reads its answer whole.
-pub async fn send(request: RequestBuilder) -> Reply {
-    let response = request
-        .send()
-        .await
-        .expect("the request reaches the server");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.bytes().await.expect("the answer is read whole");
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
+pub use shopeezy_testkit::{Backend, Reply, User, eventually, id_of, send};
 
 /// Sends a body larger than the server accepts. The server may answer and
 /// close before it has read the whole body, and the client may then see the
@@ -194,9 +36,7 @@ pub async fn send_oversized(request: RequestBuilder) -> Reply {
                 return Reply {
                     status,
                     headers,
-                    body: serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                        Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                    }),
+                    body: body_of(&bytes),
                 };
             }
             Err(e) if !e.is_timeout() => continue,
@@ -206,19 +46,23 @@ pub async fn send_oversized(request: RequestBuilder) -> Reply {
     panic!("the server never answered an oversized body");
 }
 
-/// The clients of both services' REST APIs; cheap to clone into tasks.
+/// The clients of both services' REST APIs (the account service's through
+/// [`Accounts`], which this derefs to); cheap to clone into tasks.
 #[derive(Debug, Clone)]
 pub struct Api {
-    pub client: reqwest::Client,
+    /// Registers users, signs them in, grants roles; the admin signed in.
+    pub accounts: Accounts,
     /// `http://127.0.0.1:<port>` of the host.
     pub host_url: String,
-    /// `http://127.0.0.1:<port>` of the account service.
-    pub account_url: String,
-    /// The platform admin, signed in.
-    pub admin: User,
 }
 
-static USER_SEQ: AtomicU64 = AtomicU64::new(0);
+impl Deref for Api {
+    type Target = Accounts;
+
+    fn deref(&self) -> &Accounts {
+        &self.accounts
+    }
+}
 
 impl Api {
     /// A request to the host.
@@ -230,78 +74,6 @@ impl Api {
     /// A request to the host as `user`.
     pub fn host_as(&self, user: &User, method: Method, path: &str) -> RequestBuilder {
         self.host(method, path).bearer_auth(&user.token)
-    }
-
-    // ---- account service -------------------------------------------------
-
-    /// Registers a new customer and signs it in.
-    pub async fn customer(&self) -> User {
-        let n = USER_SEQ.fetch_add(1, Ordering::Relaxed);
-        let username = format!("u{n}-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let email = format!("{username}@example.com");
-        send(
-            self.client
-                .post(format!("{}/v1/auth/register", self.account_url))
-                .json(&json!({
-                    "name": format!("Shopper {n}"),
-                    "username": username,
-                    "email": email,
-                    "password": PASSWORD,
-                })),
-        )
-        .await
-        .expect(201);
-        self.login(&email, PASSWORD).await
-    }
-
-    /// `n` new customers, registered 32 at a time.
-    pub async fn customers(&self, n: usize) -> Vec<User> {
-        futures::stream::iter(0..n)
-            .map(|_| self.customer())
-            .buffer_unordered(32)
-            .collect()
-            .await
-    }
-
-    /// Signs in by email.
-    pub async fn login(&self, email: &str, password: &str) -> User {
-        let reply = send(
-            self.client
-                .post(format!("{}/v1/auth/login", self.account_url))
-                .json(&json!({"email": email, "password": password})),
-        )
-        .await;
-        reply.expect(200);
-        User {
-            id: id_of(&reply.body["user"]),
-            token: reply.body["access_token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// A new user the admin made a seller (its token carries the new role at
-    /// once: every check reads the current role).
-    pub async fn seller(&self) -> User {
-        let user = self.customer().await;
-        let reply = send(
-            self.client
-                .patch(format!("{}/v1/admin/users/{}", self.account_url, user.id))
-                .bearer_auth(&self.admin.token)
-                .json(&json!({"role": "seller"})),
-        )
-        .await;
-        reply.expect(200);
-        assert_eq!(reply.body["role"], "seller");
-        user
-    }
-
-    /// Signs out at the account service.
-    pub async fn logout(&self, user: &User) -> Reply {
-        send(
-            self.client
-                .post(format!("{}/v1/auth/logout", self.account_url))
-                .bearer_auth(&user.token),
-        )
-        .await
     }
 
     // ---- catalog -----------------------------------------------------------
@@ -502,14 +274,8 @@ pub struct TestApp {
     pub db_proxy: Option<TcpProxy>,
     /// The folder of the SQLite files (embedded backend).
     pub dir: PathBuf,
-    /// The host's configuration, for starting replicas of it.
-    host_config: shopeezy_host::Config,
-    host_shutdown: Shutdown,
-    account_shutdown: Shutdown,
-    // Dropped after the services were told to stop: the databases, then the folder.
-    _host_database: Option<TestDatabase>,
-    _account_database: Option<TestDatabase>,
-    _dir: TempDir,
+    /// The services, stopped (and their data removed) when dropped.
+    stack: Stack,
 }
 
 impl Deref for TestApp {
@@ -517,13 +283,6 @@ impl Deref for TestApp {
 
     fn deref(&self) -> &Api {
         &self.api
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.host_shutdown.trigger();
-        self.account_shutdown.trigger();
     }
 }
 
@@ -542,133 +301,34 @@ pub struct Options {
 }
 
 /// Both services on `backend`; `None` when the backend's servers cannot be
-/// reached (the test is skipped; the helpers said why).
+/// reached (the test is skipped; the testkit said why).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, Options::default()).await
 }
 
 /// As [`spawn_app`], with options.
 pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestApp> {
-    init_logs();
-    let dir = TempDir::new();
-
-    let mut account = shopeezy_account::Config::defaults();
-    account.http_addr = "127.0.0.1:0".parse().unwrap();
-    account.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    account.data_dir = dir.0.clone();
-    account.admin_email = Some(ADMIN_EMAIL.to_owned());
-    account.admin_password = Some(ADMIN_PASSWORD.to_owned());
-    // Fast hashing: these tests register hundreds of users.
-    account.argon2_memory_kib = 1024;
-    account.argon2_iterations = 1;
-    // Shoppers in a race share no account, but keep the throttle out of the way.
-    account.login_max_failures = 1000;
-
-    // Two tests run at once, some with two hosts, on one PostgreSQL (100
-    // connections): keep each pool small.
-    account.database_max_connections = 6;
-    let mut host = shopeezy_host::Config::defaults();
-    host.http_addr = "127.0.0.1:0".parse().unwrap();
-    host.database_max_connections = 12;
-    if let Some(configure) = options.configure_host {
-        configure(&mut host);
+    let mut config = StackConfig::new(backend).await?;
+    config.auth_through_proxy = options.auth_through_proxy;
+    config.database_through_proxy = options.database_through_proxy;
+    if let (Backend::Embedded, Some(sqlite_dir)) = (backend, options.sqlite_dir) {
+        config.host.database_url = format!("sqlite://{sqlite_dir}/host.db");
     }
-
-    let mut db_proxy = None;
-    let (host_database, account_database) = match backend {
-        Backend::Embedded => {
-            account.database_url = format!("sqlite://{}/account.db", dir.0.display());
-            account.redis_url = None;
-            host.database_url = match options.sqlite_dir {
-                Some(sqlite_dir) => format!("sqlite://{sqlite_dir}/host.db"),
-                None => format!("sqlite://{}/host.db", dir.0.display()),
-            };
-            (None, None)
-        }
-        Backend::Production => {
-            let account_db = testing::fresh_postgres().await?;
-            let host_db = testing::fresh_postgres().await?;
-            let redis = testing::reachable_redis().await?;
-            account.database_url = account_db.url.clone();
-            account.redis_url = Some(redis);
-            account.redis_key_prefix = testing::unique_prefix();
-            host.database_url = host_db.url.clone();
-            if options.database_through_proxy {
-                let proxy = TcpProxy::start(&testing::url_host_port(&host_db.url))
-                    .await
-                    .expect("the proxy starts");
-                host.database_url = testing::url_via(&host_db.url, &proxy.host_port());
-                db_proxy = Some(proxy);
-            }
-            (Some(host_db), Some(account_db))
-        }
-    };
-
-    let account_app = shopeezy_account::Application::build(account)
-        .await
-        .expect("the account service builds");
-    let account_http = account_app.http_addr();
-    let account_grpc = account_app.grpc_addr();
-    let account_shutdown = account_app.shutdown_handle();
-    tokio::spawn(account_app.run_until_stopped());
-
-    let auth_proxy = if options.auth_through_proxy {
-        Some(
-            TcpProxy::start(&account_grpc.to_string())
-                .await
-                .expect("the proxy starts"),
-        )
-    } else {
-        None
-    };
-    host.auth_grpc_url = match &auth_proxy {
-        Some(proxy) => format!("http://{}", proxy.host_port()),
-        None => format!("http://{account_grpc}"),
-    };
-    let host_app = shopeezy_host::Application::build(host.clone())
-        .await
-        .expect("the host builds");
-    let host_http = host_app.http_addr();
-    let host_shutdown = host_app.shutdown_handle();
-    let db = host_app.state().db.clone();
-    tokio::spawn(host_app.run_until_stopped());
-
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let mut api = Api {
-        client,
-        host_url: format!("http://{host_http}"),
-        account_url: format!("http://{account_http}"),
-        admin: User {
-            id: Uuid::nil(),
-            token: String::new(),
-        },
-    };
-    api.admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    if let Some(configure) = options.configure_host {
+        configure(&mut config.host);
+    }
+    let stack = config.start().await;
     Some(TestApp {
-        api,
-        db,
-        auth_proxy,
-        db_proxy,
-        dir: dir.0.clone(),
-        host_config: host,
-        host_shutdown,
-        account_shutdown,
-        _host_database: host_database,
-        _account_database: account_database,
-        _dir: dir,
+        api: Api {
+            accounts: stack.accounts.clone(),
+            host_url: stack.hosts[0].url.clone(),
+        },
+        db: stack.host_db().clone(),
+        auth_proxy: stack.auth_proxy.clone(),
+        db_proxy: stack.db_proxy.clone(),
+        dir: stack.storage.dir().to_owned(),
+        stack,
     })
-}
-
-fn init_logs() {
-    static LOGS: Once = Once::new();
-    LOGS.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            shopeezy_common::telemetry::init("info,sqlx=warn");
-        }
-    });
 }
 
 /// Another host process on the same database and account service, as a
@@ -695,14 +355,13 @@ impl Drop for Replica {
 impl TestApp {
     /// Starts a second host on the same database.
     pub async fn replica(&self) -> Replica {
-        let app = shopeezy_host::Application::build(self.host_config.clone())
-            .await
-            .expect("the replica builds");
+        let host = shopeezy_testkit::host::start(self.stack.host_config.clone()).await;
         let mut api = self.api.clone();
-        api.host_url = format!("http://{}", app.http_addr());
-        let shutdown = app.shutdown_handle();
-        tokio::spawn(app.run_until_stopped());
-        Replica { api, shutdown }
+        api.host_url = host.url;
+        Replica {
+            api,
+            shutdown: host.shutdown,
+        }
     }
 
     /// A `SELECT COUNT(*) …` on the host's database, with one optional text
@@ -770,24 +429,6 @@ impl TestApp {
     /// Every product row (deleted ones too).
     pub async fn product_rows(&self) -> i64 {
         self.count("SELECT COUNT(*) FROM products", None).await
-    }
-}
-
-/// Polls `probe` until it returns `true` or `within` passes; whether it did.
-pub async fn eventually<F, Fut>(within: Duration, mut probe: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if probe().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -10,23 +10,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-/// Generates, for each `async fn scenario(backend: Backend)`, a module of the
-/// same name holding one test per backend (`sqlite`, `postgres`).
-macro_rules! both_backends {
-    ($($scenario:ident),+ $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$scenario($crate::helpers::Backend::Embedded).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$scenario($crate::helpers::Backend::Production).await;
-            }
-        }
-    )+};
-}
+// `both_backends!`: one `sqlite` and one `postgres` test per scenario.
+#[macro_use]
+extern crate shopeezy_testkit;
 
 mod bad_input;
 mod cart;

@@ -3,13 +3,12 @@
 //! tags and attributes, and the check that an order charged what the cart
 //! view showed.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use shopeezy_common::testing;
+use shopeezy_testkit::servers;
 use uuid::Uuid;
 
 use crate::helpers::{Api, Options, Reply, User, send};
@@ -31,22 +30,16 @@ pub fn component(name: &str) -> Option<Vec<u8>> {
     let path = plugins_dir().join(format!("{name}.wasm"));
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
-        Err(e) => {
-            let test = std::thread::current().name().unwrap_or("test").to_owned();
-            if testing::ci() {
-                panic!(
-                    "plugin component {} is required under CI=true ({e}); run cargo xtask plugins",
-                    path.display()
-                );
-            }
-            // Written past libtest's output capture, so the reason is always seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: plugin components not built; run cargo xtask plugins ({} : {e})",
+        Err(e) => servers::skip(
+            &format!(
+                "plugin components not built; run cargo xtask plugins ({}: {e})",
                 path.display()
-            );
-            None
-        }
+            ),
+            &format!(
+                "plugin component {} is required under CI=true ({e}); run cargo xtask plugins",
+                path.display()
+            ),
+        ),
     }
 }
 

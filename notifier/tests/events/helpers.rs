@@ -1,13 +1,12 @@
 //! `spawn(options)`: the real account service, the real host (one replica or
 //! two on one database) and, when asked, the real notifier, each on fresh
-//! databases, publishing to an exchange of the test's own on the real
-//! RabbitMQ; `TestBroker` gives that exchange, queues bound to it that the
-//! test reads, and removes what it declared when dropped.
+//! databases (the testkit's [`StackConfig`]), publishing to an exchange of
+//! the test's own on the real RabbitMQ; `TestBroker` gives that exchange,
+//! queues bound to it that the test reads, and removes what it declared when
+//! dropped.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,56 +16,16 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 use shopeezy_common::db::Db;
 use shopeezy_common::events::{Faults, Relay, RelaySettings, amqp};
 use shopeezy_common::shutdown::Shutdown;
-use shopeezy_common::testing::{self, TcpProxy, TestDatabase};
 use shopeezy_notifier::consumer::Stats;
-use std::sync::Arc;
+use shopeezy_testkit::{Accounts, StackConfig, TcpProxy, init_logs, servers};
 use uuid::Uuid;
 
-pub const ADMIN_EMAIL: &str = "admin@shopeezy.test";
-pub const ADMIN_PASSWORD: &str = "admin-password-1";
-pub const PASSWORD: &str = "correct-horse-battery";
-
-/// Which backends the services run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
-    /// SQLite files in a fresh folder, revocation in-process.
-    #[default]
-    Embedded,
-    /// Fresh PostgreSQL databases and Redis under a key prefix of its own.
-    Production,
-}
-
-/// A folder removed when dropped.
-#[derive(Debug)]
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("shopeezy-events-test-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn init_logs() {
-    static LOGS: Once = Once::new();
-    LOGS.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            shopeezy_common::telemetry::init("info,sqlx=warn");
-        }
-    });
-}
+pub use shopeezy_testkit::{Backend, Reply, User, eventually, id_of, send};
 
 // ---- the broker --------------------------------------------------------------
 
@@ -85,7 +44,7 @@ impl TestBroker {
     /// `None` when RabbitMQ cannot be reached (skipped; under CI it fails).
     pub async fn new() -> Option<Self> {
         init_logs();
-        let url = testing::reachable_amqp().await?;
+        let url = servers::reachable_amqp().await?;
         let exchange = format!("shopeezy.events.test.{}", Uuid::new_v4().simple());
         let connection = amqp::connect(&url, "shopeezy events test").await.unwrap();
         let channel = connection.create_channel().await.unwrap();
@@ -338,79 +297,23 @@ impl TestQueue {
 
 // ---- HTTP --------------------------------------------------------------------
 
-/// A signed-in user.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub token: String,
-}
-
-/// One HTTP answer, read whole.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-}
-
-impl Reply {
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> &Self {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.body
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn expect_problem(&self, status: u16, code: &str) -> &Self {
-        self.expect(status);
-        assert_eq!(self.body["code"], code, "{}", self.body);
-        self
-    }
-
-    pub fn id(&self) -> Uuid {
-        id_of(&self.body)
-    }
-}
-
-#[track_caller]
-pub fn id_of(value: &Value) -> Uuid {
-    value["id"]
-        .as_str()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .unwrap_or_else(|| panic!("no id in {value}"))
-}
-
-pub async fn send(request: RequestBuilder) -> Reply {
-    let response = request
-        .send()
-        .await
-        .expect("the request reaches the server");
-    let status = response.status();
-    let bytes = response.bytes().await.expect("the answer is read whole");
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    Reply { status, body }
-}
-
-static USER_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// The clients of the services' REST APIs; cheap to clone into tasks.
+/// The clients of the services' REST APIs (the account service's through
+/// [`Accounts`], which this derefs to); cheap to clone into tasks.
 #[derive(Debug, Clone)]
 pub struct Api {
-    pub client: reqwest::Client,
-    pub account_url: String,
+    /// Registers users, signs them in, grants roles; the admin signed in.
+    pub accounts: Accounts,
     /// One URL per host replica.
     pub host_urls: Vec<String>,
     pub notifier_url: Option<String>,
-    pub admin: User,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Accounts;
+
+    fn deref(&self) -> &Accounts {
+        &self.accounts
+    }
 }
 
 impl Api {
@@ -420,53 +323,6 @@ impl Api {
         self.client
             .request(method, format!("{base}{path}"))
             .bearer_auth(&user.token)
-    }
-
-    /// Registers a new customer; the answer.
-    pub async fn register(&self, username: &str, email: &str) -> Reply {
-        send(
-            self.client
-                .post(format!("{}/v1/auth/register", self.account_url))
-                .json(&json!({"name": "Shopper", "username": username, "email": email, "password": PASSWORD})),
-        )
-        .await
-    }
-
-    /// Registers a new customer and signs it in.
-    pub async fn customer(&self) -> User {
-        let n = USER_SEQ.fetch_add(1, Ordering::Relaxed);
-        let username = format!("u{n}-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let email = format!("{username}@example.com");
-        self.register(&username, &email).await.expect(201);
-        self.login(&email, PASSWORD).await
-    }
-
-    pub async fn login(&self, email: &str, password: &str) -> User {
-        let reply = send(
-            self.client
-                .post(format!("{}/v1/auth/login", self.account_url))
-                .json(&json!({"email": email, "password": password})),
-        )
-        .await;
-        reply.expect(200);
-        User {
-            id: id_of(&reply.body["user"]),
-            token: reply.body["access_token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// A new user the admin made a seller.
-    pub async fn seller(&self) -> User {
-        let user = self.customer().await;
-        send(
-            self.client
-                .patch(format!("{}/v1/admin/users/{}", self.account_url, user.id))
-                .bearer_auth(&self.admin.token)
-                .json(&json!({"role": "seller"})),
-        )
-        .await
-        .expect(200);
-        user
     }
 
     /// A new product of `seller`; its id.
@@ -643,9 +499,8 @@ pub struct Stack {
     pub notifier: Option<NotifierHandle>,
     /// The relay settings the host replicas run with (to start another).
     pub relay_settings: RelaySettings,
-    shutdowns: Vec<Shutdown>,
-    _databases: Vec<TestDatabase>,
-    _dir: TempDir,
+    /// The services, stopped (and their data removed) when dropped.
+    stack: shopeezy_testkit::Stack,
 }
 
 impl std::ops::Deref for Stack {
@@ -653,14 +508,6 @@ impl std::ops::Deref for Stack {
 
     fn deref(&self) -> &Api {
         &self.api
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for s in &self.shutdowns {
-            s.trigger();
-        }
     }
 }
 
@@ -674,82 +521,32 @@ pub fn relay_settings(url: Option<&str>, exchange: &str) -> RelaySettings {
 
 /// Starts the services; `None` when a backend's servers cannot be reached.
 pub async fn spawn(options: Options) -> Option<Stack> {
-    init_logs();
-    let dir = TempDir::new();
-    let mut databases = Vec::new();
-    let mut shutdowns = Vec::new();
-
-    let mut account = shopeezy_account::Config::defaults();
-    account.http_addr = "127.0.0.1:0".parse().unwrap();
-    account.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    account.data_dir = dir.0.clone();
-    account.admin_email = Some(ADMIN_EMAIL.to_owned());
-    account.admin_password = Some(ADMIN_PASSWORD.to_owned());
-    account.argon2_memory_kib = 1024;
-    account.argon2_iterations = 1;
-    account.login_max_failures = 1000;
-    account.events = relay_settings(options.account_amqp.as_deref(), &options.exchange);
-
-    let mut host = shopeezy_host::Config::defaults();
-    host.http_addr = "127.0.0.1:0".parse().unwrap();
-    host.events = relay_settings(options.host_amqp.as_deref(), &options.exchange);
-    host.events.faults = options.host_faults.clone();
-    host.events.outbox_retention_hours = options.retention_hours;
-
-    let mut notifier = shopeezy_notifier::Config::defaults();
-    notifier.http_addr = "127.0.0.1:0".parse().unwrap();
-    notifier.amqp_exchange = options.exchange.clone();
-    notifier.delivery_limit = options.delivery_limit;
-
-    match options.backend {
-        Backend::Embedded => {
-            account.database_url = format!("sqlite://{}/account.db", dir.0.display());
-            host.database_url = format!("sqlite://{}/host.db", dir.0.display());
-            notifier.database_url = format!("sqlite://{}/notifier.db", dir.0.display());
+    let mut config = StackConfig::new(options.backend).await?;
+    config.account.events = relay_settings(options.account_amqp.as_deref(), &options.exchange);
+    config.host.events = relay_settings(options.host_amqp.as_deref(), &options.exchange);
+    config.host.events.faults = options.host_faults.clone();
+    config.host.events.outbox_retention_hours = options.retention_hours;
+    config.host_replicas = options.host_replicas;
+    let notifier = match &options.notifier_queue {
+        Some(queue) => {
+            let mut notifier = shopeezy_notifier::Config::try_parse_args(["shopeezy-notifier"])
+                .expect("the defaults are a configuration");
+            notifier.http_addr = "127.0.0.1:0".parse().unwrap();
+            notifier.database_url = config.storage.database_url("notifier").await?;
+            notifier.amqp_url = options.host_amqp.clone().unwrap_or_else(servers::amqp_url);
+            notifier.amqp_exchange = options.exchange.clone();
+            notifier.queue = queue.clone();
+            notifier.delivery_limit = options.delivery_limit;
+            Some(notifier)
         }
-        Backend::Production => {
-            let account_db = testing::fresh_postgres().await?;
-            let host_db = testing::fresh_postgres().await?;
-            let notifier_db = testing::fresh_postgres().await?;
-            let redis = testing::reachable_redis().await?;
-            account.database_url = account_db.url.clone();
-            account.redis_url = Some(redis);
-            account.redis_key_prefix = testing::unique_prefix();
-            host.database_url = host_db.url.clone();
-            notifier.database_url = notifier_db.url.clone();
-            databases.extend([account_db, host_db, notifier_db]);
-        }
-    }
-
-    let account_app = shopeezy_account::Application::build(account)
-        .await
-        .expect("the account service builds");
-    let account_http = account_app.http_addr();
-    let account_grpc = account_app.grpc_addr();
-    shutdowns.push(account_app.shutdown_handle());
-    tokio::spawn(account_app.run_until_stopped());
-
-    host.auth_grpc_url = format!("http://{account_grpc}");
-    let mut host_urls = Vec::new();
-    let mut host_relays = Vec::new();
-    let mut host_db = None;
-    for _ in 0..options.host_replicas.max(1) {
-        let app = shopeezy_host::Application::build(host.clone())
-            .await
-            .expect("the host builds");
-        host_urls.push(format!("http://{}", app.http_addr()));
-        host_relays.push(app.state().relay.clone());
-        host_db.get_or_insert_with(|| app.state().db.clone());
-        shutdowns.push(app.shutdown_handle());
-        tokio::spawn(app.run_until_stopped());
-    }
+        None => None,
+    };
+    let mut stack = config.start().await;
 
     let mut notifier_handle = None;
     let mut notifier_url = None;
-    if let Some(queue) = &options.notifier_queue {
-        notifier.queue = queue.clone();
-        notifier.amqp_url = options.host_amqp.clone().unwrap_or_else(testing::amqp_url);
-        notifier.auth_grpc_url = format!("http://{account_grpc}");
+    if let Some(mut notifier) = notifier {
+        notifier.auth_grpc_url = format!("http://{}", stack.account_grpc);
         let app = shopeezy_notifier::Application::build(notifier)
             .await
             .expect("the notifier builds");
@@ -758,25 +555,15 @@ pub async fn spawn(options: Options) -> Option<Stack> {
             db: app.state().db.clone(),
             stats: app.state().stats.clone(),
         });
-        shutdowns.push(app.shutdown_handle());
+        stack.stop_on_drop(app.shutdown_handle());
         tokio::spawn(app.run_until_stopped());
     }
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let mut api = Api {
-        client,
-        account_url: format!("http://{account_http}"),
-        host_urls,
+    let api = Api {
+        accounts: stack.accounts.clone(),
+        host_urls: stack.hosts.iter().map(|h| h.url.clone()).collect(),
         notifier_url,
-        admin: User {
-            id: Uuid::nil(),
-            token: String::new(),
-        },
     };
-    api.admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     if let Some(url) = &api.notifier_url {
         // Its queue exists (and so receives events) once it consumes.
         let ready = eventually(Duration::from_secs(10), || async {
@@ -788,13 +575,11 @@ pub async fn spawn(options: Options) -> Option<Stack> {
     }
     Some(Stack {
         api,
-        host_db: host_db.expect("one host replica"),
-        host_relays,
+        host_db: stack.host_db().clone(),
+        host_relays: stack.hosts.iter().map(|h| h.relay.clone()).collect(),
         notifier: notifier_handle,
-        relay_settings: host.events,
-        shutdowns,
-        _databases: databases,
-        _dir: dir,
+        relay_settings: stack.host_config.events.clone(),
+        stack,
     })
 }
 
@@ -821,48 +606,20 @@ impl Stack {
         let relay = Relay::new(self.host_db.clone(), settings.relay_config("host"));
         let stop = Shutdown::new();
         relay.spawn(stop.wait());
-        self.shutdowns.push(stop);
+        self.stack.stop_on_drop(stop);
         relay
     }
 }
 
 /// A proxy in front of RabbitMQ that the test can cut.
 pub async fn broker_proxy(broker: &TestBroker) -> (TcpProxy, String) {
-    let target = amqp_host_port(&broker.url);
+    let mut target = servers::url_host_port(&broker.url);
+    if !target.contains(':') {
+        target.push_str(":5672");
+    }
     let proxy = TcpProxy::start(&target).await.expect("the proxy starts");
-    let url = broker.url.replacen(&target, &proxy.host_port(), 1);
-    assert_ne!(url, broker.url, "the broker URL names {target}");
+    let url = servers::url_via(&broker.url, &proxy.host_port());
     (proxy, url)
-}
-
-/// `host:port` of an AMQP URL.
-fn amqp_host_port(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let rest = rest.rsplit('@').next().unwrap_or(rest);
-    let host_port = rest.split('/').next().unwrap_or(rest);
-    if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
-    }
-}
-
-/// Polls `probe` until it returns `true` or `within` passes; whether it did.
-pub async fn eventually<F, Fut>(within: Duration, mut probe: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if probe().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Groups messages by the order (or user) they are about, keeping arrival order.

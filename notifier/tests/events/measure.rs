@@ -20,9 +20,9 @@ use shopeezy_common::events::Relay;
 use shopeezy_common::insert_event;
 use shopeezy_common::outbox::Event;
 use shopeezy_common::shutdown::Shutdown;
-use shopeezy_common::testing;
+use shopeezy_testkit::Storage;
 
-use crate::helpers::{Backend, Options, TempDir, TestBroker, relay_settings, spawn};
+use crate::helpers::{Backend, Options, TestBroker, relay_settings, spawn};
 
 fn bench_events() -> usize {
     std::env::var("SHOPEEZY_BENCH_EVENTS")
@@ -43,21 +43,11 @@ async fn relay_throughput(backend: Backend) {
     let Some(broker) = TestBroker::new().await else {
         return;
     };
-    let dir = TempDir::new();
-    let mut config = shopeezy_host::Config::defaults();
-    config.http_addr = "127.0.0.1:0".parse().unwrap();
-    let _database = match backend {
-        Backend::Embedded => {
-            config.database_url = format!("sqlite://{}/host.db", dir.0.display());
-            None
-        }
-        Backend::Production => {
-            let Some(db) = testing::fresh_postgres().await else {
-                return;
-            };
-            config.database_url = db.url.clone();
-            Some(db)
-        }
+    let Some(storage) = Storage::new(backend).await else {
+        return;
+    };
+    let Some(config) = shopeezy_testkit::host::config(&storage).await else {
+        return;
     };
     // Built, never run: its own relay does not start.
     let host = shopeezy_host::Application::build(config).await.unwrap();

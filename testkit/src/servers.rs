@@ -1,8 +1,7 @@
-//! Helpers for the services' integration tests.
-//!
-//! Tests use the real PostgreSQL, Redis and RabbitMQ of the machine. Without
-//! `CI`, a test whose server cannot be reached is skipped with a one-line
-//! reason; with `CI=true` it fails instead, so CI never passes by skipping.
+//! The real servers the tests use: PostgreSQL, Redis and RabbitMQ of the
+//! machine. Without `CI`, a test whose server cannot be reached is skipped
+//! with a one-line reason; with `CI=true` it fails instead, so CI never
+//! passes by skipping.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -21,16 +20,26 @@ pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
-/// Skips the calling test (returns `None`) or, under CI, fails it.
-fn unreachable_server<T>(what: &str, why: impl std::fmt::Display) -> Option<T> {
-    let test = std::thread::current().name().unwrap_or("test").to_owned();
+/// Skips the calling test (returns `None`) or, under CI, fails it: `what`
+/// (a server) could not be reached, because of `why`.
+pub fn unreachable_server<T>(what: &str, why: impl std::fmt::Display) -> Option<T> {
+    skip(
+        &format!("{what} not reachable ({why})"),
+        &format!("{what} is required under CI=true but could not be reached: {why}"),
+    )
+}
+
+/// Skips the calling test (returns `None`) with a `SKIPPED` line giving
+/// `reason`, or, under CI, fails it with `under_ci`.
+pub fn skip<T>(reason: &str, under_ci: &str) -> Option<T> {
     if ci() {
-        panic!("{what} is required under CI=true but could not be reached: {why}");
+        panic!("{under_ci}");
     }
+    let test = std::thread::current().name().unwrap_or("test").to_owned();
     // Written past libtest's output capture, so the reason is always seen.
     let _ = writeln!(
         std::io::stderr(),
-        "SKIPPED {test}: {what} not reachable ({why}); set CI=true to make this a failure"
+        "SKIPPED {test}: {reason}; set CI=true to make this a failure"
     );
     None
 }
@@ -59,7 +68,7 @@ pub struct TestDatabase {
 pub async fn fresh_postgres() -> Option<TestDatabase> {
     let base = postgres_base_url();
     let admin = match PgConnectOptions::from_str(&base) {
-        Ok(o) => o.log_statements(tracing::log::LevelFilter::Off),
+        Ok(o) => o.disable_statement_logging(),
         Err(e) => panic!("SHOPEEZY_TEST_POSTGRES_URL is not a PostgreSQL URL: {e}"),
     };
     let mut conn = match tokio::time::timeout(Duration::from_secs(5), admin.connect()).await {
@@ -131,9 +140,9 @@ pub fn amqp_url() -> String {
 /// The AMQP URL when RabbitMQ accepts a connection; `None` when skipped.
 pub async fn reachable_amqp() -> Option<String> {
     let url = amqp_url();
-    match crate::events::amqp::connect(&url, "shopeezy test probe").await {
+    match shopeezy_common::events::amqp::connect(&url, "shopeezy test probe").await {
         Ok(connection) => {
-            crate::events::amqp::close(&connection).await;
+            shopeezy_common::events::amqp::close(&connection).await;
             Some(url)
         }
         Err(e) => unreachable_server("RabbitMQ", format!("{e:#}")),

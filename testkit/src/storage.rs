@@ -1,0 +1,72 @@
+//! Where one test's services keep their data.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use tempfile::TempDir;
+
+use crate::Backend;
+use crate::servers::{self, TestDatabase};
+
+/// One test's data: a fresh temporary folder (the SQLite files of the
+/// embedded backend, the services' data folders) and, on the production
+/// backend, the PostgreSQL databases made for it and the Redis it may use.
+/// Everything is removed when this is dropped (databases first, then the
+/// folder).
+#[derive(Debug)]
+pub struct Storage {
+    /// The backend the data lives on.
+    pub backend: Backend,
+    databases: Mutex<Vec<TestDatabase>>,
+    redis_url: Option<String>,
+    dir: TempDir,
+}
+
+impl Storage {
+    /// Storage on `backend`; `None` when the backend's servers cannot be
+    /// reached (the test is then skipped, or fails under CI).
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("shopeezy-test-")
+            .tempdir()
+            .expect("a temporary folder");
+        let redis_url = match backend {
+            Backend::Embedded => None,
+            Backend::Production => Some(servers::reachable_redis().await?),
+        };
+        Some(Self {
+            backend,
+            databases: Mutex::new(Vec::new()),
+            redis_url,
+            dir,
+        })
+    }
+
+    /// The temporary folder, removed with this.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new, empty database named after `name` (e.g. `host`): a SQLite file
+    /// in the folder, or a fresh PostgreSQL database; its URL. `None` when
+    /// PostgreSQL cannot be reached (skipped, or failing under CI).
+    pub async fn database_url(&self, name: &str) -> Option<String> {
+        match self.backend {
+            Backend::Embedded => Some(format!("sqlite://{}/{name}.db", self.dir().display())),
+            Backend::Production => {
+                let database = servers::fresh_postgres().await?;
+                let url = database.url.clone();
+                self.databases
+                    .lock()
+                    .expect("no test panicked holding the lock")
+                    .push(database);
+                Some(url)
+            }
+        }
+    }
+
+    /// The Redis URL on the production backend (checked reachable).
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
+    }
+}
