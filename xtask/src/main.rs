@@ -135,9 +135,30 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
+/// `cargo`, in the repository, with the environment a shell's `cargo` has:
+/// without what `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, …). Build scripts that watch those (ring's does) would
+/// otherwise see them change between `cargo xtask run` and a plain `cargo
+/// test`, and their crates and everything above them would compile again.
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
     cmd
 }
 
