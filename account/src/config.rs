@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use shopeezy_common::events::RelaySettings;
 
 use crate::tokens;
@@ -136,8 +136,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let command = Self::command().mut_args(|arg| arg.env(None));
-        Self::from_arg_matches(&command.try_get_matches_from(args)?)
+        shopeezy_common::config::parse_args_only(args)
     }
 
     /// What the token keys are made from: the key (or the file holding it,

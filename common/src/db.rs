@@ -82,7 +82,8 @@ pub struct Migrations<'a> {
 /// `&[Embedded]` of the named files of `migrations/<dir>/` (relative to the
 /// calling crate's folder's parent, the repository root):
 /// `embed_migrations!("host/sqlite", ["0001_catalog", "0002_plugins"])`.
-/// Every service tests with [`unembedded`] that its lists name every file.
+/// Every service tests with [`Migrations::unembedded`] that its lists name
+/// every file.
 #[macro_export]
 macro_rules! embed_migrations {
     ($dir:literal, [$($name:literal),+ $(,)?]) => {
@@ -93,28 +94,40 @@ macro_rules! embed_migrations {
     };
 }
 
-/// The `.sql` files of `dir` that `embedded` does not name, and the names
-/// of `embedded` that are not files of `dir`: empty when they agree.
-pub fn unembedded(dir: &std::path::Path, embedded: &[Embedded]) -> std::io::Result<Vec<String>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(".sql") {
-            files.push(stem.to_owned());
+impl Migrations<'_> {
+    /// What differs between these lists and the files of
+    /// `migrations/<service>/{postgres,sqlite}/` under `root` (the
+    /// repository): each `.sql` file not embedded and each name that is no
+    /// file, as `backend/name`. Empty when they agree.
+    pub fn unembedded(
+        &self,
+        root: &std::path::Path,
+        service: &str,
+    ) -> std::io::Result<Vec<String>> {
+        let mut differ = Vec::new();
+        for (backend, embedded) in [("postgres", self.postgres), ("sqlite", self.sqlite)] {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(root.join("migrations").join(service).join(backend))? {
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = name.strip_suffix(".sql") {
+                    files.push(stem.to_owned());
+                }
+            }
+            differ.extend(
+                files
+                    .iter()
+                    .filter(|f| !embedded.iter().any(|(name, _)| name == *f))
+                    .map(|f| format!("{backend}/{f}.sql (not embedded)")),
+            );
+            differ.extend(
+                embedded
+                    .iter()
+                    .filter(|(name, _)| !files.iter().any(|f| f == name))
+                    .map(|(name, _)| format!("{backend}/{name} (no such file)")),
+            );
         }
+        Ok(differ)
     }
-    let mut differ: Vec<String> = files
-        .iter()
-        .filter(|f| !embedded.iter().any(|(name, _)| name == f))
-        .cloned()
-        .collect();
-    differ.extend(
-        embedded
-            .iter()
-            .filter(|(name, _)| !files.iter().any(|f| f == name))
-            .map(|(name, _)| format!("{name} (no such file)")),
-    );
-    Ok(differ)
 }
 
 /// Embedded migrations as sqlx's migrator takes them.

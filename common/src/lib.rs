@@ -7,6 +7,7 @@
 //! Kept in one crate so that the account service and the host answer errors,
 //! log and expose metrics the same way.
 
+pub mod config;
 pub mod db;
 pub mod events;
 pub mod extract;

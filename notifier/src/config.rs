@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use shopeezy_common::events::amqp::DEFAULT_EXCHANGE;
 
 /// The notifier: consumes order and user events and keeps the notifications
@@ -98,8 +98,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let command = Self::command().mut_args(|arg| arg.env(None));
-        Self::from_arg_matches(&command.try_get_matches_from(args)?)
+        shopeezy_common::config::parse_args_only(args)
     }
 
     /// The token-check timeout.
