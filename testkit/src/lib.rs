@@ -23,6 +23,7 @@
 pub mod account;
 pub mod host;
 pub mod http;
+pub mod openapi;
 pub mod servers;
 mod storage;
 
