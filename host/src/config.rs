@@ -55,6 +55,12 @@ pub struct Config {
     #[arg(long, env = "SHOPEEZY_CHECKOUT_MAX_ATTEMPTS", default_value_t = 20)]
     pub checkout_max_attempts: u32,
 
+    /// Most checkouts one group-commit batch (one transaction) holds. A
+    /// batch is whatever queued while the previous one committed, so a lone
+    /// shopper never waits; this only bounds a batch under load.
+    #[arg(long, env = "SHOPEEZY_CHECKOUT_MAX_BATCH", default_value_t = 64)]
+    pub checkout_max_batch: usize,
+
     /// How often this replica checks for plugin changes, in ms (a change is in
     /// force on every replica within about this long).
     #[arg(long, env = "SHOPEEZY_PLUGIN_POLL_MS", default_value_t = 250)]

@@ -47,7 +47,12 @@ impl Application {
         let registry = Registry::load(db.clone(), runtime).await?;
         let pipeline = Pipeline::new(registry);
         let carts = Carts::new(db.clone(), pipeline.clone());
-        let checkout = Checkout::new(db.clone(), pipeline.clone(), config.checkout_max_attempts);
+        let checkout = Checkout::new(
+            db.clone(),
+            pipeline.clone(),
+            config.checkout_max_attempts,
+            config.checkout_max_batch,
+        );
         let relay = Relay::new(db.clone(), config.events.relay_config("host"));
         let state = AppState {
             db,

@@ -16,6 +16,21 @@ pub(super) struct LineRow {
     quantity: i64,
 }
 
+/// A cart line with the user whose cart it is in.
+#[derive(sqlx::FromRow)]
+pub(super) struct UserLineRow {
+    user_id: Uuid,
+    #[sqlx(flatten)]
+    line: LineRow,
+}
+
+impl UserLineRow {
+    /// The user, and the line.
+    pub(super) fn into_parts(self) -> (Uuid, Line) {
+        (self.user_id, self.line.into())
+    }
+}
+
 impl From<LineRow> for Line {
     fn from(r: LineRow) -> Self {
         Self {
@@ -48,6 +63,17 @@ pub(super) fn lines_sql(postgres: bool) -> String {
              WHERE c.user_id = $1 AND p.deleted_at IS NULL ORDER BY p.id"
         )
     }
+}
+
+/// The lines of the carts of the users `$1` (an array; PostgreSQL only),
+/// by user and then product id, each product reached by its primary key as
+/// in [`lines_sql`].
+pub(super) fn users_lines_sql() -> String {
+    format!(
+        "SELECT c.user_id, {COLUMNS}, c.quantity FROM cart_items c
+         CROSS JOIN LATERAL (SELECT * FROM products p WHERE p.id = c.product_id AND p.deleted_at IS NULL OFFSET 0) p
+         WHERE c.user_id = ANY($1) ORDER BY c.user_id, p.id"
+    )
 }
 
 /// The codes of a user's cart, in the order they were entered.

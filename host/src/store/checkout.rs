@@ -1,23 +1,35 @@
-//! The checkout's statements: the transaction that turns a cart into an
-//! order, on either backend, the same text on both; the session advisory
-//! locks PostgreSQL checkouts queue on; and the idempotency records.
-//! What to run, in which order, and what an outcome means is the use case's
-//! (`checkout.rs`); this module only says how to read and write it.
+//! The checkout's statements: the reads and writes of one group-commit
+//! batch (many checkouts in one transaction), on either backend, and the
+//! idempotency records. What to run, in which order, and what an outcome
+//! means is the use case's (`checkout/`); this module only says how to read
+//! and write it.
+//!
+//! On PostgreSQL every read and write takes all the batch's checkouts at
+//! once (`= ANY($1)`, `UNNEST` of arrays, data-modifying CTEs): a batch is
+//! seven round trips whatever its size — `BEGIN`, the carts' lines, their
+//! codes, the keys used before, the stock rows locked, one statement that
+//! writes everything, `COMMIT` (two more when a discount has a usage
+//! limit). On SQLite, where a statement is a function call and not a round
+//! trip, each is one prepared statement per row in the same transaction.
+//! No state outlives a transaction (no session advisory lock, no `SET`
+//! outside it), so the host works behind PgBouncer in transaction pooling.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use shopeezy_common::db::{Db, Pool};
 use shopeezy_common::insert_event;
+use shopeezy_common::outbox::Event;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 use super::{carts, orders};
 use crate::domain::{Cart, Line, Order};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A stored idempotency record.
-#[derive(sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredKey {
     /// The hash of the request body that used the key.
     pub body_hash: String,
@@ -31,298 +43,620 @@ pub struct StoredKey {
     pub response: Json<serde_json::Value>,
 }
 
-const IDEMPOTENCY_SQL: &str = "SELECT body_hash, cart_hash, order_id, status, response FROM idempotency WHERE user_id = $1 AND key = $2";
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    user_id: Uuid,
+    key: String,
+    #[sqlx(flatten)]
+    stored: StoredKey,
+}
+
+const KEY_COLUMNS: &str = "user_id, key, body_hash, cart_hash, order_id, status, response";
 
 /// The stored record of `key` for this user, if the key was used before.
 pub async fn stored_key(db: &Db, user_id: Uuid, key: &str) -> Result<Option<StoredKey>> {
-    Ok(shopeezy_common::with_db!(db, pool =>
-        sqlx::query_as(IDEMPOTENCY_SQL).bind(user_id).bind(key).fetch_optional(pool).await?))
+    let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency WHERE user_id = $1 AND key = $2");
+    let row: Option<KeyRow> = shopeezy_common::with_db!(db, pool =>
+        sqlx::query_as(&sql).bind(user_id).bind(key).fetch_optional(pool).await?);
+    Ok(row.map(|r| r.stored))
 }
 
-/// The work of one checkout attempt, run inside its transaction.
-pub trait Attempt: Send {
-    /// What a committed attempt answers.
+/// A usage counter of a limited discount: (plugin, limit key, customer key
+/// — [`super::usage::TOTAL`] for the total).
+pub type Counter = (Uuid, String, String);
+
+/// A checkout's idempotency record, to be written with its order.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Whose key.
+    pub user_id: Uuid,
+    /// The key.
+    pub key: String,
+    /// What was stored about the request and the answer.
+    pub stored: StoredKey,
+}
+
+/// Everything a batch writes, for the orders it places.
+#[derive(Debug, Default)]
+pub struct Writes {
+    /// Stock to take, per product (each product once).
+    pub stock: Vec<(Uuid, i64)>,
+    /// Counters not stored yet, with their first uses (each at most its cap).
+    pub new_uses: Vec<(Counter, i64)>,
+    /// Stored counters: uses to add, and the cap the sum may not pass.
+    pub more_uses: Vec<(Counter, i64, i64)>,
+    /// The orders, with their lines; each empties its user's cart and
+    /// counts for them.
+    pub orders: Vec<Order>,
+    /// The uses each order took, given back when it is cancelled.
+    pub order_uses: Vec<(Uuid, Counter)>,
+    /// The orders' idempotency records.
+    pub keys: Vec<NewKey>,
+    /// The orders' `order.placed` events.
+    pub events: Vec<Event>,
+}
+
+impl Writes {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+}
+
+/// The work of one batch, run inside its transaction.
+pub trait Batch: Send {
+    /// What a committed batch answers.
     type Output: Send;
 
-    /// Runs the attempt's reads and writes on `tx`; an error rolls all of
-    /// them back.
+    /// Runs the batch's reads and writes on `tx`; an error rolls all of them
+    /// back.
     fn run<C: CheckoutTx>(self, tx: &mut C) -> impl Future<Output = Result<Self::Output>> + Send;
 }
 
-/// Runs `attempt` in one checkout transaction (SERIALIZABLE on PostgreSQL,
-/// `BEGIN IMMEDIATE` on SQLite) and commits it. On PostgreSQL the session
-/// advisory locks `lock_keys` are taken first, before the transaction's
-/// snapshot, and released after it.
-pub async fn transaction<A: Attempt>(db: &Db, lock_keys: &[i64], attempt: A) -> Result<A::Output> {
+/// Runs `batch` in one transaction (SERIALIZABLE on PostgreSQL, `BEGIN
+/// IMMEDIATE` on SQLite) and commits it: one commit, one WAL flush, for
+/// every order in it.
+pub async fn transaction<B: Batch>(db: &Db, batch: B) -> Result<B::Output> {
     match db.pool() {
         Pool::Postgres(pool) => {
-            let mut conn = AdvisoryLocked::acquire(pool, lock_keys).await?;
-            let result = in_transaction(conn.connection(), attempt).await;
-            conn.release().await;
-            result
+            let mut conn = pool.acquire().await?;
+            in_transaction(&mut *conn, batch).await
         }
         Pool::Sqlite(pool) => {
             let mut conn = pool.acquire().await?;
-            in_transaction(&mut *conn, attempt).await
+            in_transaction(&mut *conn, batch).await
         }
     }
 }
 
-/// Begins the checkout's transaction on `conn`, runs `attempt` and commits.
-/// Any error drops the transaction, which rolls it back.
-async fn in_transaction<DB, C, A>(conn: &mut C, attempt: A) -> Result<A::Output>
+/// Begins the transaction on `conn`, runs `batch` and commits. Any error
+/// drops the transaction, which rolls it back.
+async fn in_transaction<DB, C, B>(conn: &mut C, batch: B) -> Result<B::Output>
 where
     DB: sqlx::Database<Connection = C>,
     C: Connection<Database = DB> + CheckoutTx,
-    A: Attempt,
+    B: Batch,
 {
     let mut tx = conn.begin_with(C::BEGIN).await?;
-    let output = attempt.run(&mut *tx).await?;
+    let output = batch.run(&mut *tx).await?;
     tx.commit().await?;
     Ok(output)
 }
 
-/// A PostgreSQL connection holding the session advisory locks of a cart's
-/// products, taken before the transaction begins so that its snapshot sees
-/// every earlier checkout of those products.
-struct AdvisoryLocked {
-    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
-    released: bool,
-}
-
-impl AdvisoryLocked {
-    async fn acquire(pool: &sqlx::PgPool, keys: &[i64]) -> Result<Self> {
-        let mut this = Self {
-            conn: pool.acquire().await?,
-            released: false,
-        };
-        for key in keys {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(key)
-                .execute(&mut *this.conn)
-                .await?;
-        }
-        Ok(this)
-    }
-
-    fn connection(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-
-    async fn release(&mut self) {
-        if sqlx::query("SELECT pg_advisory_unlock_all()")
-            .execute(&mut *self.conn)
-            .await
-            .is_ok()
-        {
-            self.released = true;
-        }
-    }
-}
-
-impl Drop for AdvisoryLocked {
-    fn drop(&mut self) {
-        if !self.released {
-            // Never hand a connection that may still hold locks back to the pool.
-            self.conn.close_on_drop();
-        }
-    }
-}
-
-/// The statements of a checkout, on either backend's connection.
+/// The statements of a batch, on either backend's connection.
 pub trait CheckoutTx: Send {
-    /// The statement that begins the checkout's transaction.
+    /// The statement that begins the batch's transaction.
     const BEGIN: &'static str;
 
-    /// The caller's cart and its products.
-    fn cart(&mut self, user_id: Uuid) -> impl Future<Output = Result<Cart>> + Send;
-    /// The stored record of `key`, if used before.
-    fn idempotency(
+    /// The carts of these users (an absent user has an empty cart), each
+    /// with its lines in product-id order.
+    fn carts(&mut self, users: &[Uuid])
+    -> impl Future<Output = Result<HashMap<Uuid, Cart>>> + Send;
+    /// The stored records of these (user, key) pairs, where used before.
+    fn stored_keys(
         &mut self,
-        user_id: Uuid,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<StoredKey>>> + Send;
-    /// Takes `quantity` of the product's stock if that much is left.
-    fn take_stock(
+        keys: &[(Uuid, String)],
+    ) -> impl Future<Output = Result<HashMap<(Uuid, String), StoredKey>>> + Send;
+    /// The stock of these products (sorted by id), locked until the
+    /// transaction ends; a product deleted or missing is absent.
+    fn lock_stock(
         &mut self,
-        product_id: Uuid,
-        quantity: i64,
-    ) -> impl Future<Output = Result<bool>> + Send;
-    /// Writes the order and its lines, and counts it for its user.
-    fn insert_order(&mut self, order: &Order) -> impl Future<Output = Result<()>> + Send;
-    /// Writes the idempotency record.
-    fn insert_idempotency(
+        products: &[Uuid],
+    ) -> impl Future<Output = Result<HashMap<Uuid, i64>>> + Send;
+    /// The stored values of these counters, locked until the transaction
+    /// ends; a counter never used is absent.
+    fn uses(
         &mut self,
-        user_id: Uuid,
-        key: &str,
-        body_hash: &str,
-        cart_hash: &str,
-        order_id: Uuid,
-        body: &serde_json::Value,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Writes an outbox event.
-    fn insert_event(
-        &mut self,
-        event: &shopeezy_common::outbox::Event,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Takes one use of a counter if it is below `cap`.
-    fn take_use(
-        &mut self,
-        plugin_id: Uuid,
-        key: &str,
-        who: &str,
-        cap: u32,
-    ) -> impl Future<Output = Result<bool>> + Send;
-    /// Records that the order took a use, so cancelling gives it back.
-    fn record_use(
-        &mut self,
-        order_id: Uuid,
-        plugin_id: Uuid,
-        key: &str,
-        who: &str,
-    ) -> impl Future<Output = Result<()>> + Send;
-    /// Empties the cart: lines and codes.
-    fn clear_cart(&mut self, user_id: Uuid) -> impl Future<Output = Result<()>> + Send;
+        counters: &[Counter],
+    ) -> impl Future<Output = Result<HashMap<Counter, i64>>> + Send;
+    /// Writes everything. Stock is taken only where enough is left and uses
+    /// only up to their caps: if any row would go past its limit, nothing is
+    /// written and the answer is [`Error::Contention`].
+    fn write(&mut self, writes: &Writes) -> impl Future<Output = Result<()>> + Send;
 }
 
-macro_rules! checkout_statements {
-    ($conn:ty, $begin:expr, $postgres:expr) => {
-        impl CheckoutTx for $conn {
-            const BEGIN: &'static str = $begin;
+const TAKE_STOCK_SQL: &str =
+    "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 AND deleted_at IS NULL";
+const KEY_SQL: &str = "INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const NEW_USE_SQL: &str = "INSERT INTO promotion_usage (plugin_id, limit_key, customer_key, uses) VALUES ($1, $2, $3, $4)";
+const MORE_USES_SQL: &str = "UPDATE promotion_usage SET uses = uses + $1 WHERE plugin_id = $2 AND limit_key = $3 AND customer_key = $4 AND uses + $1 <= $5";
+const ORDER_USE_SQL: &str = "INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) VALUES ($1, $2, $3, $4)";
+const USES_SQL: &str = "SELECT uses FROM promotion_usage WHERE plugin_id = $1 AND limit_key = $2 AND customer_key = $3";
 
-            async fn cart(&mut self, user_id: Uuid) -> Result<Cart> {
-                let rows: Vec<carts::LineRow> = sqlx::query_as(&carts::lines_sql($postgres)).bind(user_id).fetch_all(&mut *self).await?;
-                let codes: Vec<String> = sqlx::query_scalar(carts::CODES_SQL).bind(user_id).fetch_all(&mut *self).await?;
-                Ok(Cart { lines: rows.into_iter().map(Line::from).collect(), codes })
-            }
+/// A usage counter's columns as arrays, for `UNNEST`.
+fn counter_arrays<'a>(
+    counters: impl Iterator<Item = &'a Counter>,
+) -> (Vec<Uuid>, Vec<String>, Vec<String>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for (plugin, key, who) in counters {
+        out.0.push(*plugin);
+        out.1.push(key.clone());
+        out.2.push(who.clone());
+    }
+    out
+}
 
-            async fn idempotency(&mut self, user_id: Uuid, key: &str) -> Result<Option<StoredKey>> {
-                Ok(sqlx::query_as(IDEMPOTENCY_SQL).bind(user_id).bind(key).fetch_optional(&mut *self).await?)
-            }
+fn json_of<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::Internal(e.into()))
+}
 
-            async fn take_stock(&mut self, product_id: Uuid, quantity: i64) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 AND deleted_at IS NULL",
-                )
-                .bind(quantity)
-                .bind(product_id)
-                .execute(&mut *self)
-                .await?
-                .rows_affected();
-                Ok(done == 1)
-            }
+// Under SERIALIZABLE a sequential scan would take a predicate lock on the
+// whole table and make unrelated batches conflict: index scans only.
+impl CheckoutTx for PgConnection {
+    const BEGIN: &'static str =
+        "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off";
 
-            async fn insert_order(&mut self, order: &Order) -> Result<()> {
-                sqlx::query(orders::INSERT_ORDER_SQL)
-                    .bind(order.id)
-                    .bind(order.user_id)
-                    .bind(order.status.as_str())
-                    .bind(order.subtotal)
-                    .bind(order.discount_total)
-                    .bind(order.total)
-                    .bind(&order.currency)
-                    .bind(Json(&order.adjustments))
-                    .bind(Json(&order.plugins))
-                    .bind(order.created_at)
-                    .bind(order.updated_at)
-                    .execute(&mut *self)
-                    .await?;
-                for (line_no, item) in order.items.iter().enumerate() {
-                    sqlx::query(orders::INSERT_ITEM_SQL)
-                        .bind(order.id)
-                        .bind(line_no as i32)
-                        .bind(item.product_id)
-                        .bind(&item.sku)
-                        .bind(&item.name)
-                        .bind(item.seller_id)
-                        .bind(item.quantity)
-                        .bind(item.unit_price)
-                        .bind(item.line_total)
-                        .bind(Json(&item.adjustments))
-                        .execute(&mut *self)
-                        .await?;
-                }
-                sqlx::query(orders::COUNT_ORDER_SQL)
-                    .bind(order.user_id)
-                    .execute(&mut *self)
-                    .await?;
-                Ok(())
-            }
+    async fn carts(&mut self, users: &[Uuid]) -> Result<HashMap<Uuid, Cart>> {
+        let rows: Vec<carts::UserLineRow> = sqlx::query_as(&carts::users_lines_sql())
+            .bind(users)
+            .fetch_all(&mut *self)
+            .await?;
+        let codes: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT user_id, code FROM cart_codes WHERE user_id = ANY($1) ORDER BY user_id, added_at, code",
+        )
+        .bind(users)
+        .fetch_all(&mut *self)
+        .await?;
+        let mut out: HashMap<Uuid, Cart> = HashMap::new();
+        for row in rows {
+            let (user, line) = row.into_parts();
+            out.entry(user).or_default().lines.push(line);
+        }
+        for (user, code) in codes {
+            out.entry(user).or_default().codes.push(code);
+        }
+        Ok(out)
+    }
 
-            async fn insert_idempotency(
-                &mut self,
-                user_id: Uuid,
-                key: &str,
-                body_hash: &str,
-                cart_hash: &str,
-                order_id: Uuid,
-                body: &serde_json::Value,
-            ) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
-                     VALUES ($1, $2, $3, $4, $5, 201, $6, $7)",
-                )
-                .bind(user_id)
-                .bind(key)
-                .bind(body_hash)
-                .bind(cart_hash)
-                .bind(order_id)
-                .bind(Json(body))
-                .bind(shopeezy_common::db::now())
-                .execute(&mut *self)
-                .await?;
-                Ok(())
-            }
+    async fn stored_keys(
+        &mut self,
+        keys: &[(Uuid, String)],
+    ) -> Result<HashMap<(Uuid, String), StoredKey>> {
+        let users: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let names: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        let rows: Vec<KeyRow> = sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM idempotency
+             WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::uuid[], $2::text[]))"
+        ))
+        .bind(&users)
+        .bind(&names)
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.user_id, r.key), r.stored))
+            .collect())
+    }
 
-            async fn insert_event(&mut self, event: &shopeezy_common::outbox::Event) -> Result<()> {
-                insert_event!(&mut *self, event)?;
-                Ok(())
-            }
+    async fn lock_stock(&mut self, products: &[Uuid]) -> Result<HashMap<Uuid, i64>> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT id, stock FROM products WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+        )
+        .bind(products)
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
 
-            async fn take_use(&mut self, plugin_id: Uuid, key: &str, who: &str, cap: u32) -> Result<bool> {
-                if cap == 0 {
-                    return Ok(false);
-                }
-                let done = sqlx::query(
-                    "INSERT INTO promotion_usage (plugin_id, limit_key, customer_key, uses) VALUES ($1, $2, $3, 1)
-                     ON CONFLICT (plugin_id, limit_key, customer_key)
-                     DO UPDATE SET uses = promotion_usage.uses + 1 WHERE promotion_usage.uses < $4",
-                )
-                .bind(plugin_id)
-                .bind(key)
-                .bind(who)
-                .bind(i64::from(cap))
-                .execute(&mut *self)
-                .await?
-                .rows_affected();
-                Ok(done == 1)
-            }
+    async fn uses(&mut self, counters: &[Counter]) -> Result<HashMap<Counter, i64>> {
+        let (plugins, keys, whos) = counter_arrays(counters.iter());
+        let rows: Vec<(Uuid, String, String, i64)> = sqlx::query_as(
+            "SELECT plugin_id, limit_key, customer_key, uses FROM promotion_usage
+             WHERE (plugin_id, limit_key, customer_key) IN (SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[]))
+             ORDER BY plugin_id, limit_key, customer_key FOR UPDATE",
+        )
+        .bind(&plugins)
+        .bind(&keys)
+        .bind(&whos)
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, k, w, n)| ((p, k, w), n))
+            .collect())
+    }
 
-            async fn record_use(&mut self, order_id: Uuid, plugin_id: Uuid, key: &str, who: &str) -> Result<()> {
-                sqlx::query("INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) VALUES ($1, $2, $3, $4)")
-                    .bind(order_id)
-                    .bind(plugin_id)
-                    .bind(key)
-                    .bind(who)
-                    .execute(&mut *self)
-                    .await?;
-                Ok(())
-            }
-
-            async fn clear_cart(&mut self, user_id: Uuid) -> Result<()> {
-                sqlx::query("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(&mut *self).await?;
-                sqlx::query("DELETE FROM cart_codes WHERE user_id = $1").bind(user_id).execute(&mut *self).await?;
-                Ok(())
+    async fn write(&mut self, w: &Writes) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        if !w.more_uses.is_empty() {
+            let (plugins, keys, whos) = counter_arrays(w.more_uses.iter().map(|u| &u.0));
+            let adds: Vec<i64> = w.more_uses.iter().map(|u| u.1).collect();
+            let caps: Vec<i64> = w.more_uses.iter().map(|u| u.2).collect();
+            let done = sqlx::query(
+                "UPDATE promotion_usage u SET uses = u.uses + d.n
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[]) AS d(plugin_id, limit_key, customer_key, n, cap)
+                 WHERE (u.plugin_id, u.limit_key, u.customer_key) = (d.plugin_id, d.limit_key, d.customer_key)
+                   AND u.uses + d.n <= d.cap",
+            )
+            .bind(&plugins)
+            .bind(&keys)
+            .bind(&whos)
+            .bind(&adds)
+            .bind(&caps)
+            .execute(&mut *self)
+            .await?
+            .rows_affected();
+            if done != w.more_uses.len() as u64 {
+                return Err(Error::Contention);
             }
         }
-    };
+        if !w.new_uses.is_empty() {
+            let (plugins, keys, whos) = counter_arrays(w.new_uses.iter().map(|u| &u.0));
+            let uses: Vec<i64> = w.new_uses.iter().map(|u| u.1).collect();
+            sqlx::query(
+                "INSERT INTO promotion_usage (plugin_id, limit_key, customer_key, uses)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[])",
+            )
+            .bind(&plugins)
+            .bind(&keys)
+            .bind(&whos)
+            .bind(&uses)
+            .execute(&mut *self)
+            .await?;
+        }
+
+        // Orders (and the arrays the other rows share with them).
+        let n = w.orders.len();
+        let mut o_id = Vec::with_capacity(n);
+        let mut o_user = Vec::with_capacity(n);
+        let mut o_status = Vec::with_capacity(n);
+        let mut o_subtotal = Vec::with_capacity(n);
+        let mut o_discount = Vec::with_capacity(n);
+        let mut o_total = Vec::with_capacity(n);
+        let mut o_currency = Vec::with_capacity(n);
+        let mut o_adjustments = Vec::with_capacity(n);
+        let mut o_plugins = Vec::with_capacity(n);
+        let mut o_created = Vec::with_capacity(n);
+        let mut o_updated = Vec::with_capacity(n);
+        // Lines.
+        let mut i_order = Vec::new();
+        let mut i_line = Vec::new();
+        let mut i_product = Vec::new();
+        let mut i_sku = Vec::new();
+        let mut i_name = Vec::new();
+        let mut i_seller = Vec::new();
+        let mut i_quantity = Vec::new();
+        let mut i_unit = Vec::new();
+        let mut i_total = Vec::new();
+        let mut i_adjustments = Vec::new();
+        for o in &w.orders {
+            o_id.push(o.id);
+            o_user.push(o.user_id);
+            o_status.push(o.status.as_str());
+            o_subtotal.push(o.subtotal);
+            o_discount.push(o.discount_total);
+            o_total.push(o.total);
+            o_currency.push(o.currency.as_str());
+            o_adjustments.push(json_of(&o.adjustments)?);
+            o_plugins.push(json_of(&o.plugins)?);
+            o_created.push(o.created_at);
+            o_updated.push(o.updated_at);
+            for (line_no, item) in o.items.iter().enumerate() {
+                i_order.push(o.id);
+                i_line.push(line_no as i32);
+                i_product.push(item.product_id);
+                i_sku.push(item.sku.as_str());
+                i_name.push(item.name.as_str());
+                i_seller.push(item.seller_id);
+                i_quantity.push(item.quantity);
+                i_unit.push(item.unit_price);
+                i_total.push(item.line_total);
+                i_adjustments.push(json_of(&item.adjustments)?);
+            }
+        }
+        // Idempotency records.
+        let k_user: Vec<Uuid> = w.keys.iter().map(|k| k.user_id).collect();
+        let k_key: Vec<&str> = w.keys.iter().map(|k| k.key.as_str()).collect();
+        let k_body: Vec<&str> = w.keys.iter().map(|k| k.stored.body_hash.as_str()).collect();
+        let k_cart: Vec<&str> = w.keys.iter().map(|k| k.stored.cart_hash.as_str()).collect();
+        let k_order: Vec<Uuid> = w.keys.iter().map(|k| k.stored.order_id).collect();
+        let k_status: Vec<i32> = w.keys.iter().map(|k| k.stored.status).collect();
+        let k_response: Vec<&serde_json::Value> =
+            w.keys.iter().map(|k| &k.stored.response.0).collect();
+        let k_created = shopeezy_common::db::now();
+        // Events.
+        let e_id: Vec<Uuid> = w.events.iter().map(|e| e.id).collect();
+        let e_routing: Vec<&str> = w.events.iter().map(|e| e.routing_key.as_str()).collect();
+        let e_type: Vec<&str> = w.events.iter().map(|e| e.event_type.as_str()).collect();
+        let e_subject: Vec<&str> = w.events.iter().map(|e| e.subject.as_str()).collect();
+        let e_document: Vec<&serde_json::Value> = w.events.iter().map(|e| &e.document).collect();
+        let e_time: Vec<_> = w.events.iter().map(|e| e.time).collect();
+        // Uses taken by orders.
+        let u_order: Vec<Uuid> = w.order_uses.iter().map(|u| u.0).collect();
+        let (u_plugin, u_key, u_who) = counter_arrays(w.order_uses.iter().map(|u| &u.1));
+        // Stock.
+        let s_product: Vec<Uuid> = w.stock.iter().map(|s| s.0).collect();
+        let s_quantity: Vec<i64> = w.stock.iter().map(|s| s.1).collect();
+
+        // One statement: every CTE runs, whether the final SELECT reads it
+        // or not; it answers how many stock rows had enough left. Foreign
+        // keys (lines and uses to their order) are checked at the
+        // statement's end, when every row is in.
+        let taken: i64 = sqlx::query_scalar(
+            "WITH o AS (
+                INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at)
+                SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[])
+             ), i AS (
+                INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments)
+                SELECT * FROM UNNEST($12::uuid[], $13::int4[], $14::uuid[], $15::text[], $16::text[], $17::uuid[], $18::int8[], $19::int8[], $20::int8[], $21::jsonb[])
+             ), n AS (
+                INSERT INTO customer_order_counts (user_id, placed)
+                SELECT u, COUNT(*) FROM UNNEST($2::uuid[]) AS x(u) GROUP BY u
+                ON CONFLICT (user_id) DO UPDATE SET placed = customer_order_counts.placed + excluded.placed
+             ), k AS (
+                INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
+                SELECT u, k, b, c, o, s, r, $29 FROM UNNEST($22::uuid[], $23::text[], $24::text[], $25::text[], $26::uuid[], $27::int4[], $28::jsonb[]) AS x(u, k, b, c, o, s, r)
+             ), e AS (
+                INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at)
+                SELECT * FROM UNNEST($30::uuid[], $31::text[], $32::text[], $33::text[], $34::jsonb[], $35::timestamptz[])
+             ), ou AS (
+                INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key)
+                SELECT * FROM UNNEST($36::uuid[], $37::uuid[], $38::text[], $39::text[])
+             ), ci AS (
+                DELETE FROM cart_items WHERE user_id = ANY($2)
+             ), cc AS (
+                DELETE FROM cart_codes WHERE user_id = ANY($2)
+             ), s AS (
+                UPDATE products p SET stock = p.stock - d.q
+                FROM UNNEST($40::uuid[], $41::int8[]) AS d(id, q)
+                WHERE p.id = d.id AND p.stock >= d.q AND p.deleted_at IS NULL
+                RETURNING 1
+             )
+             SELECT COUNT(*) FROM s",
+        )
+        .bind(&o_id)
+        .bind(&o_user)
+        .bind(&o_status)
+        .bind(&o_subtotal)
+        .bind(&o_discount)
+        .bind(&o_total)
+        .bind(&o_currency)
+        .bind(&o_adjustments)
+        .bind(&o_plugins)
+        .bind(&o_created)
+        .bind(&o_updated)
+        .bind(&i_order)
+        .bind(&i_line)
+        .bind(&i_product)
+        .bind(&i_sku)
+        .bind(&i_name)
+        .bind(&i_seller)
+        .bind(&i_quantity)
+        .bind(&i_unit)
+        .bind(&i_total)
+        .bind(&i_adjustments)
+        .bind(&k_user)
+        .bind(&k_key)
+        .bind(&k_body)
+        .bind(&k_cart)
+        .bind(&k_order)
+        .bind(&k_status)
+        .bind(&k_response)
+        .bind(k_created)
+        .bind(&e_id)
+        .bind(&e_routing)
+        .bind(&e_type)
+        .bind(&e_subject)
+        .bind(&e_document)
+        .bind(&e_time)
+        .bind(&u_order)
+        .bind(&u_plugin)
+        .bind(&u_key)
+        .bind(&u_who)
+        .bind(&s_product)
+        .bind(&s_quantity)
+        .fetch_one(&mut *self)
+        .await?;
+        if taken != w.stock.len() as i64 {
+            // The statement's effects stay in the transaction, which the
+            // caller now rolls back.
+            return Err(Error::Contention);
+        }
+        Ok(())
+    }
 }
 
-// Index scans only: under SERIALIZABLE a sequential scan would take a
-// predicate lock on the whole table and make unrelated checkouts conflict.
-checkout_statements!(
-    PgConnection,
-    "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off",
-    true
-);
-checkout_statements!(SqliteConnection, "BEGIN IMMEDIATE", false);
+impl CheckoutTx for SqliteConnection {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    async fn carts(&mut self, users: &[Uuid]) -> Result<HashMap<Uuid, Cart>> {
+        let lines_sql = carts::lines_sql(false);
+        let mut out = HashMap::new();
+        for user in users {
+            let rows: Vec<carts::LineRow> = sqlx::query_as(&lines_sql)
+                .bind(user)
+                .fetch_all(&mut *self)
+                .await?;
+            let codes: Vec<String> = sqlx::query_scalar(carts::CODES_SQL)
+                .bind(user)
+                .fetch_all(&mut *self)
+                .await?;
+            let lines: Vec<Line> = rows.into_iter().map(Line::from).collect();
+            out.insert(*user, Cart { lines, codes });
+        }
+        Ok(out)
+    }
+
+    async fn stored_keys(
+        &mut self,
+        keys: &[(Uuid, String)],
+    ) -> Result<HashMap<(Uuid, String), StoredKey>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency WHERE user_id = $1 AND key = $2");
+        let mut out = HashMap::new();
+        for (user, key) in keys {
+            let row: Option<KeyRow> = sqlx::query_as(&sql)
+                .bind(user)
+                .bind(key)
+                .fetch_optional(&mut *self)
+                .await?;
+            if let Some(r) = row {
+                out.insert((r.user_id, r.key), r.stored);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lock_stock(&mut self, products: &[Uuid]) -> Result<HashMap<Uuid, i64>> {
+        // `BEGIN IMMEDIATE` holds the database's one write lock already.
+        let mut out = HashMap::new();
+        for id in products {
+            let stock: Option<i64> = sqlx::query_scalar(
+                "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(id)
+            .fetch_optional(&mut *self)
+            .await?;
+            if let Some(stock) = stock {
+                out.insert(*id, stock);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn uses(&mut self, counters: &[Counter]) -> Result<HashMap<Counter, i64>> {
+        let mut out = HashMap::new();
+        for counter in counters {
+            let (plugin, key, who) = counter;
+            let uses: Option<i64> = sqlx::query_scalar(USES_SQL)
+                .bind(plugin)
+                .bind(key)
+                .bind(who)
+                .fetch_optional(&mut *self)
+                .await?;
+            if let Some(uses) = uses {
+                out.insert(counter.clone(), uses);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, w: &Writes) -> Result<()> {
+        for (product, quantity) in &w.stock {
+            let done = sqlx::query(TAKE_STOCK_SQL)
+                .bind(quantity)
+                .bind(product)
+                .execute(&mut *self)
+                .await?
+                .rows_affected();
+            if done != 1 {
+                return Err(Error::Contention);
+            }
+        }
+        for ((plugin, key, who), uses) in &w.new_uses {
+            sqlx::query(NEW_USE_SQL)
+                .bind(plugin)
+                .bind(key)
+                .bind(who)
+                .bind(uses)
+                .execute(&mut *self)
+                .await?;
+        }
+        for ((plugin, key, who), add, cap) in &w.more_uses {
+            let done = sqlx::query(MORE_USES_SQL)
+                .bind(add)
+                .bind(plugin)
+                .bind(key)
+                .bind(who)
+                .bind(cap)
+                .execute(&mut *self)
+                .await?
+                .rows_affected();
+            if done != 1 {
+                return Err(Error::Contention);
+            }
+        }
+        for order in &w.orders {
+            sqlx::query(orders::INSERT_ORDER_SQL)
+                .bind(order.id)
+                .bind(order.user_id)
+                .bind(order.status.as_str())
+                .bind(order.subtotal)
+                .bind(order.discount_total)
+                .bind(order.total)
+                .bind(&order.currency)
+                .bind(Json(&order.adjustments))
+                .bind(Json(&order.plugins))
+                .bind(order.created_at)
+                .bind(order.updated_at)
+                .execute(&mut *self)
+                .await?;
+            for (line_no, item) in order.items.iter().enumerate() {
+                sqlx::query(orders::INSERT_ITEM_SQL)
+                    .bind(order.id)
+                    .bind(line_no as i32)
+                    .bind(item.product_id)
+                    .bind(&item.sku)
+                    .bind(&item.name)
+                    .bind(item.seller_id)
+                    .bind(item.quantity)
+                    .bind(item.unit_price)
+                    .bind(item.line_total)
+                    .bind(Json(&item.adjustments))
+                    .execute(&mut *self)
+                    .await?;
+            }
+            sqlx::query(orders::COUNT_ORDER_SQL)
+                .bind(order.user_id)
+                .execute(&mut *self)
+                .await?;
+            sqlx::query("DELETE FROM cart_items WHERE user_id = $1")
+                .bind(order.user_id)
+                .execute(&mut *self)
+                .await?;
+            sqlx::query("DELETE FROM cart_codes WHERE user_id = $1")
+                .bind(order.user_id)
+                .execute(&mut *self)
+                .await?;
+        }
+        for (order, (plugin, key, who)) in &w.order_uses {
+            sqlx::query(ORDER_USE_SQL)
+                .bind(order)
+                .bind(plugin)
+                .bind(key)
+                .bind(who)
+                .execute(&mut *self)
+                .await?;
+        }
+        let now = shopeezy_common::db::now();
+        for k in &w.keys {
+            sqlx::query(KEY_SQL)
+                .bind(k.user_id)
+                .bind(&k.key)
+                .bind(&k.stored.body_hash)
+                .bind(&k.stored.cart_hash)
+                .bind(k.stored.order_id)
+                .bind(k.stored.status)
+                .bind(&k.stored.response)
+                .bind(now)
+                .execute(&mut *self)
+                .await?;
+        }
+        for event in &w.events {
+            insert_event!(&mut *self, event)?;
+        }
+        Ok(())
+    }
+}
