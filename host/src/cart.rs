@@ -6,10 +6,10 @@ use chrono::Utc;
 use shopeezy_common::db::Db;
 use uuid::Uuid;
 
-use crate::domain::{Caller, MAX_CODES, PricedCart, Quantity};
+use crate::domain::{Caller, Cart, Line, MAX_CODES, PricedCart, Quantity};
 use crate::error::{Error, Result, Shortage};
 use crate::pricing::{Customer, Pipeline};
-use crate::store::{carts, orders, products, usage};
+use crate::store::{carts, products, usage};
 
 /// The carts, over the host's database and the pricing pipeline.
 #[derive(Debug, Clone)]
@@ -26,8 +26,12 @@ impl Carts {
 
     /// The caller's cart, priced.
     pub async fn priced(&self, caller: &Caller) -> Result<PricedCart> {
-        let cart = carts::get(&self.db, caller.id).await?;
-        let order_count = orders::count_for_user(&self.db, caller.id).await?;
+        let (cart, order_count) = carts::get(&self.db, caller.id).await?;
+        self.price(caller, cart, order_count).await
+    }
+
+    /// Prices `cart` for the caller, who placed `order_count` orders.
+    async fn price(&self, caller: &Caller, cart: Cart, order_count: i64) -> Result<PricedCart> {
         let customer = Customer {
             id: caller.id,
             role: caller.role,
@@ -64,9 +68,15 @@ impl Carts {
             carts::remove(&self.db, caller.id, product_id).await?;
             return self.priced(caller).await;
         };
-        let product = products::get(&self.db, product_id)
-            .await?
-            .ok_or(Error::NotFound("product"))?;
+        // The cart as it is (with its products and the count of orders), one
+        // read; the product from it when the line is there already.
+        let (mut cart, order_count) = carts::get(&self.db, caller.id).await?;
+        let product = match cart.lines.iter().find(|l| l.product.id == product_id) {
+            Some(line) => line.product.clone(),
+            None => products::get(&self.db, product_id)
+                .await?
+                .ok_or(Error::NotFound("product"))?,
+        };
         if quantity.get() > product.stock {
             return Err(Error::InsufficientStock(Shortage {
                 product_id: product.id,
@@ -74,7 +84,6 @@ impl Carts {
                 available: product.stock,
             }));
         }
-        let cart = carts::get(&self.db, caller.id).await?;
         if let Some(other) = cart
             .lines
             .iter()
@@ -93,7 +102,22 @@ impl Carts {
             return Err(Error::CartFull(max_lines));
         }
         carts::set_quantity(&self.db, caller.id, product_id, quantity.get()).await?;
-        self.priced(caller).await
+        // The cart is now what was read with this line set: priced without
+        // reading it again.
+        match cart
+            .lines
+            .binary_search_by_key(&product_id, |l| l.product.id)
+        {
+            Ok(i) => cart.lines[i].quantity = quantity.get(),
+            Err(i) => cart.lines.insert(
+                i,
+                Line {
+                    product,
+                    quantity: quantity.get(),
+                },
+            ),
+        }
+        self.price(caller, cart, order_count).await
     }
 
     /// Removes a line; the cart, priced. 404 when there is no such line.

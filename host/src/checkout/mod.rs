@@ -142,7 +142,7 @@ impl Checkout {
         // pricing run (and one plugin budget), not one per try.
         let mut priced: Option<Arc<Priced>> = None;
         for _ in 0..self.max_attempts {
-            let cart = store::carts::get(&self.db, caller.id).await?;
+            let (cart, order_count) = store::carts::get(&self.db, caller.id).await?;
             if let Err(refused) = precheck(&cart) {
                 return self
                     .refuse(caller.id, key, &body_hash, &cart, refused)
@@ -150,7 +150,7 @@ impl Checkout {
             }
             let snapshot = match priced.take() {
                 Some(before) if same_pricing_inputs(&before.cart, &cart) => before,
-                _ => Arc::new(self.price(caller, cart).await?),
+                _ => Arc::new(self.price(caller, cart, order_count).await?),
             };
             if let Err(refused) = chargeable(&snapshot.priced, request) {
                 let cart = snapshot.cart.clone();
@@ -195,10 +195,10 @@ impl Checkout {
 
     /// Prices `cart` for the caller now. Plugins run here, before any lock:
     /// a slow plugin holds no connection and no lock that others wait for.
-    async fn price(&self, caller: &Caller, cart: Cart) -> Result<Priced> {
-        // Plugin input only (promotions use usage limits for hard caps): read
-        // outside the transaction, so it adds no read to its conflict set.
-        let order_count = store::orders::count_for_user(&self.db, caller.id).await?;
+    /// `order_count` is plugin input only (promotions use usage limits for
+    /// hard caps): read with the cart, outside the transaction, so it adds no
+    /// read to its conflict set.
+    async fn price(&self, caller: &Caller, cart: Cart, order_count: i64) -> Result<Priced> {
         let customer = Customer {
             id: caller.id,
             role: caller.role,

@@ -3,6 +3,7 @@
 use chrono::Utc;
 use shopeezy_common::db::{Db, Pool};
 use shopeezy_common::with_db;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::products::{COLUMNS, Row as ProductRow};
@@ -51,15 +52,20 @@ impl From<LineRow> for Line {
 /// with every other (measured: 60 % of checkouts retried at 8 shoppers, 8 %
 /// with this form).
 pub(super) fn lines_sql(postgres: bool) -> String {
+    lines_with(postgres, "")
+}
+
+/// [`lines_sql`] with more columns (`extra`, each starting with `, `).
+fn lines_with(postgres: bool, extra: &str) -> String {
     if postgres {
         format!(
-            "SELECT {COLUMNS}, c.quantity FROM cart_items c
+            "SELECT {COLUMNS}, c.quantity{extra} FROM cart_items c
              CROSS JOIN LATERAL (SELECT * FROM products p WHERE p.id = c.product_id AND p.deleted_at IS NULL OFFSET 0) p
              WHERE c.user_id = $1 ORDER BY p.id"
         )
     } else {
         format!(
-            "SELECT {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
+            "SELECT {COLUMNS}, c.quantity{extra} FROM cart_items c JOIN products p ON p.id = c.product_id
              WHERE c.user_id = $1 AND p.deleted_at IS NULL ORDER BY p.id"
         )
     }
@@ -76,21 +82,56 @@ pub(super) fn users_lines_sql() -> String {
     )
 }
 
+/// How many orders the user placed: the count checkout keeps.
+const COUNT_SQL: &str = "SELECT placed FROM customer_order_counts WHERE user_id = $1";
+
 /// The codes of a user's cart, in the order they were entered.
 pub(super) const CODES_SQL: &str =
     "SELECT code FROM cart_codes WHERE user_id = $1 ORDER BY added_at, code";
 
-/// The user's cart.
-pub async fn get(db: &Db, user_id: Uuid) -> Result<Cart> {
-    let sql = lines_sql(db.is_postgres());
-    let (rows, codes): (Vec<LineRow>, Vec<String>) = with_db!(db, pool => (
-        sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?,
-        sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(pool).await?,
-    ));
-    Ok(Cart {
-        lines: rows.into_iter().map(Line::from).collect(),
-        codes,
-    })
+/// A cart line with what else pricing needs of its user, the same on
+/// every row: the cart's codes and the user's count of orders.
+#[derive(sqlx::FromRow)]
+struct PricingRow {
+    #[sqlx(flatten)]
+    line: LineRow,
+    codes: Json<Vec<String>>,
+    placed: Option<i64>,
+}
+
+/// The user's cart and how many orders they placed (what pricing needs):
+/// one statement for a cart with lines, which carries the codes and the
+/// count on each row; two more for a cart without lines.
+pub async fn get(db: &Db, user_id: Uuid) -> Result<(Cart, i64)> {
+    let postgres = db.is_postgres();
+    let codes = if postgres {
+        "(SELECT COALESCE(json_agg(code ORDER BY added_at, code), '[]') FROM cart_codes WHERE user_id = $1)"
+    } else {
+        "(SELECT json_group_array(code) FROM (SELECT code FROM cart_codes WHERE user_id = $1 ORDER BY added_at, code))"
+    };
+    let sql = lines_with(
+        postgres,
+        &format!(", {codes} AS codes, ({COUNT_SQL}) AS placed"),
+    );
+    let rows: Vec<PricingRow> =
+        with_db!(db, pool => sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?);
+    let Some(first) = rows.first() else {
+        let (codes, placed): (Vec<String>, Option<i64>) = with_db!(db, pool => (
+            sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(pool).await?,
+            sqlx::query_scalar(COUNT_SQL).bind(user_id).fetch_optional(pool).await?,
+        ));
+        return Ok((
+            Cart {
+                lines: Vec::new(),
+                codes,
+            },
+            placed.unwrap_or(0),
+        ));
+    };
+    let codes = first.codes.0.clone();
+    let placed = first.placed.unwrap_or(0);
+    let lines = rows.into_iter().map(|r| Line::from(r.line)).collect();
+    Ok((Cart { lines, codes }, placed))
 }
 
 /// Sets a line's quantity (adding the line when new).

@@ -191,15 +191,6 @@ fn invalid_transition(from: Status, to: Status) -> Error {
     }
 }
 
-/// How many orders the user placed: one primary-key read of the count the
-/// checkout keeps ([`COUNT_ORDER_SQL`]), whatever the user's history.
-pub async fn count_for_user(db: &Db, user_id: Uuid) -> Result<i64> {
-    let sql = "SELECT placed FROM customer_order_counts WHERE user_id = $1";
-    let placed: Option<i64> =
-        with_db!(db, pool => sqlx::query_scalar(sql).bind(user_id).fetch_optional(pool).await?);
-    Ok(placed.unwrap_or(0))
-}
-
 /// Counts one more order placed by the user `$1`, in the transaction that
 /// inserts it.
 pub(super) const COUNT_ORDER_SQL: &str =
