@@ -19,6 +19,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod faults;
+mod group_commit;
 mod helpers;
 mod idempotency;
 mod openapi;
