@@ -50,12 +50,8 @@ impl From<LineRow> for Line {
 /// statistics were young), and under SERIALIZABLE that scan takes a
 /// predicate lock on every product, so every concurrent checkout conflicts
 /// with every other (measured: 60 % of checkouts retried at 8 shoppers, 8 %
-/// with this form).
-pub(super) fn lines_sql(postgres: bool) -> String {
-    lines_with(postgres, "")
-}
-
-/// [`lines_sql`] with more columns (`extra`, each starting with `, `).
+/// with this form). Each row has the columns `extra` too (each starting
+/// with `, `).
 fn lines_with(postgres: bool, extra: &str) -> String {
     if postgres {
         format!(
@@ -73,7 +69,7 @@ fn lines_with(postgres: bool, extra: &str) -> String {
 
 /// The lines of the carts of the users `$1` (an array; PostgreSQL only),
 /// by user and then product id, each product reached by its primary key as
-/// in [`lines_sql`].
+/// in [`lines_with`].
 pub(super) fn users_lines_sql() -> String {
     format!(
         "SELECT c.user_id, {COLUMNS}, c.quantity FROM cart_items c
@@ -84,6 +80,15 @@ pub(super) fn users_lines_sql() -> String {
 
 /// How many orders the user placed: the count checkout keeps.
 const COUNT_SQL: &str = "SELECT placed FROM customer_order_counts WHERE user_id = $1";
+
+/// The lines of the carts of the users `ids` (a subquery giving their ids;
+/// SQLite), by user and then product id.
+pub(super) fn users_lines_sqlite(ids: &str) -> String {
+    format!(
+        "SELECT c.user_id, {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
+         WHERE c.user_id IN ({ids}) AND p.deleted_at IS NULL ORDER BY c.user_id, p.id"
+    )
+}
 
 /// The codes of a user's cart, in the order they were entered.
 pub(super) const CODES_SQL: &str =

@@ -18,14 +18,13 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use shopeezy_common::db::{Db, Pool};
-use shopeezy_common::insert_event;
 use shopeezy_common::outbox::Event;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
-use super::{carts, orders};
-use crate::domain::{Cart, Line, Order};
+use super::carts;
+use crate::domain::{Cart, Order};
 use crate::error::{Error, Result};
 
 /// A stored idempotency record.
@@ -175,10 +174,6 @@ pub trait CheckoutTx: Send {
     fn write(&mut self, writes: &Writes) -> impl Future<Output = Result<()>> + Send;
 }
 
-const TAKE_STOCK_SQL: &str =
-    "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 AND deleted_at IS NULL";
-const KEY_SQL: &str = "INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const NEW_USE_SQL: &str = "INSERT INTO promotion_usage (plugin_id, limit_key, customer_key, uses) VALUES ($1, $2, $3, $4)";
 const MORE_USES_SQL: &str = "UPDATE promotion_usage SET uses = uses + $1 WHERE plugin_id = $2 AND limit_key = $3 AND customer_key = $4 AND uses + $1 <= $5";
 const ORDER_USE_SQL: &str = "INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) VALUES ($1, $2, $3, $4)";
@@ -479,23 +474,42 @@ impl CheckoutTx for PgConnection {
     }
 }
 
+/// SQLite's statements take a batch's rows as one JSON parameter, read with
+/// `json_each`: ids as hex (`unhex` gives the 16-byte blob sqlx stores),
+/// times as the RFC 3339 text sqlx writes.
+fn hex(id: Uuid) -> String {
+    id.simple().to_string()
+}
+
+fn sqlite_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+}
+
+const IDS_SQL: &str = "SELECT unhex(value) FROM json_each($1)";
+
 impl CheckoutTx for SqliteConnection {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
     async fn carts(&mut self, users: &[Uuid]) -> Result<HashMap<Uuid, Cart>> {
-        let lines_sql = carts::lines_sql(false);
-        let mut out = HashMap::new();
-        for user in users {
-            let rows: Vec<carts::LineRow> = sqlx::query_as(&lines_sql)
-                .bind(user)
-                .fetch_all(&mut *self)
-                .await?;
-            let codes: Vec<String> = sqlx::query_scalar(carts::CODES_SQL)
-                .bind(user)
-                .fetch_all(&mut *self)
-                .await?;
-            let lines: Vec<Line> = rows.into_iter().map(Line::from).collect();
-            out.insert(*user, Cart { lines, codes });
+        let ids =
+            serde_json::Value::from(users.iter().map(|u| hex(*u)).collect::<Vec<_>>()).to_string();
+        let rows: Vec<carts::UserLineRow> = sqlx::query_as(&carts::users_lines_sqlite(IDS_SQL))
+            .bind(&ids)
+            .fetch_all(&mut *self)
+            .await?;
+        let codes: Vec<(Uuid, String)> = sqlx::query_as(&format!(
+            "SELECT user_id, code FROM cart_codes WHERE user_id IN ({IDS_SQL}) ORDER BY user_id, added_at, code"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *self)
+        .await?;
+        let mut out: HashMap<Uuid, Cart> = HashMap::new();
+        for row in rows {
+            let (user, line) = row.into_parts();
+            out.entry(user).or_default().lines.push(line);
+        }
+        for (user, code) in codes {
+            out.entry(user).or_default().codes.push(code);
         }
         Ok(out)
     }
@@ -504,36 +518,33 @@ impl CheckoutTx for SqliteConnection {
         &mut self,
         keys: &[(Uuid, String)],
     ) -> Result<HashMap<(Uuid, String), StoredKey>> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency WHERE user_id = $1 AND key = $2");
-        let mut out = HashMap::new();
-        for (user, key) in keys {
-            let row: Option<KeyRow> = sqlx::query_as(&sql)
-                .bind(user)
-                .bind(key)
-                .fetch_optional(&mut *self)
-                .await?;
-            if let Some(r) = row {
-                out.insert((r.user_id, r.key), r.stored);
-            }
-        }
-        Ok(out)
+        let pairs: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|(user, key)| serde_json::json!([hex(*user), key]))
+            .collect();
+        let rows: Vec<KeyRow> = sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM idempotency
+             WHERE (user_id, key) IN (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1))"
+        ))
+        .bind(serde_json::Value::from(pairs).to_string())
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.user_id, r.key), r.stored))
+            .collect())
     }
 
     async fn lock_stock(&mut self, products: &[Uuid]) -> Result<HashMap<Uuid, i64>> {
         // `BEGIN IMMEDIATE` holds the database's one write lock already.
-        let mut out = HashMap::new();
-        for id in products {
-            let stock: Option<i64> = sqlx::query_scalar(
-                "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL",
-            )
-            .bind(id)
-            .fetch_optional(&mut *self)
-            .await?;
-            if let Some(stock) = stock {
-                out.insert(*id, stock);
-            }
-        }
-        Ok(out)
+        let ids = serde_json::Value::from(products.iter().map(|p| hex(*p)).collect::<Vec<_>>());
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
+            "SELECT id, stock FROM products WHERE id IN ({IDS_SQL}) AND deleted_at IS NULL"
+        ))
+        .bind(ids.to_string())
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     async fn uses(&mut self, counters: &[Counter]) -> Result<HashMap<Counter, i64>> {
@@ -554,16 +565,22 @@ impl CheckoutTx for SqliteConnection {
     }
 
     async fn write(&mut self, w: &Writes) -> Result<()> {
-        for (product, quantity) in &w.stock {
-            let done = sqlx::query(TAKE_STOCK_SQL)
-                .bind(quantity)
-                .bind(product)
-                .execute(&mut *self)
-                .await?
-                .rows_affected();
-            if done != 1 {
-                return Err(Error::Contention);
-            }
+        use serde_json::json;
+        if w.is_empty() {
+            return Ok(());
+        }
+        let stock: Vec<_> = w.stock.iter().map(|(p, q)| json!([hex(*p), q])).collect();
+        let done = sqlx::query(
+            "UPDATE products SET stock = stock - d.q
+             FROM (SELECT unhex(value ->> 0) AS id, value ->> 1 AS q FROM json_each($1)) AS d
+             WHERE products.id = d.id AND products.stock >= d.q AND products.deleted_at IS NULL",
+        )
+        .bind(serde_json::Value::from(stock).to_string())
+        .execute(&mut *self)
+        .await?
+        .rows_affected();
+        if done != w.stock.len() as u64 {
+            return Err(Error::Contention);
         }
         for ((plugin, key, who), uses) in &w.new_uses {
             sqlx::query(NEW_USE_SQL)
@@ -588,48 +605,91 @@ impl CheckoutTx for SqliteConnection {
                 return Err(Error::Contention);
             }
         }
-        for order in &w.orders {
-            sqlx::query(orders::INSERT_ORDER_SQL)
-                .bind(order.id)
-                .bind(order.user_id)
-                .bind(order.status.as_str())
-                .bind(order.subtotal)
-                .bind(order.discount_total)
-                .bind(order.total)
-                .bind(&order.currency)
-                .bind(Json(&order.adjustments))
-                .bind(Json(&order.plugins))
-                .bind(order.created_at)
-                .bind(order.updated_at)
-                .execute(&mut *self)
-                .await?;
-            for (line_no, item) in order.items.iter().enumerate() {
-                sqlx::query(orders::INSERT_ITEM_SQL)
-                    .bind(order.id)
-                    .bind(line_no as i32)
-                    .bind(item.product_id)
-                    .bind(&item.sku)
-                    .bind(&item.name)
-                    .bind(item.seller_id)
-                    .bind(item.quantity)
-                    .bind(item.unit_price)
-                    .bind(item.line_total)
-                    .bind(Json(&item.adjustments))
-                    .execute(&mut *self)
-                    .await?;
+        let mut orders = Vec::with_capacity(w.orders.len());
+        let mut items = Vec::new();
+        let mut users = Vec::with_capacity(w.orders.len());
+        for o in &w.orders {
+            orders.push(json!({
+                "id": hex(o.id), "user_id": hex(o.user_id), "status": o.status.as_str(),
+                "subtotal": o.subtotal, "discount_total": o.discount_total, "total": o.total,
+                "currency": o.currency, "adjustments": o.adjustments, "plugins": o.plugins,
+                "created_at": sqlite_time(o.created_at), "updated_at": sqlite_time(o.updated_at),
+            }));
+            users.push(hex(o.user_id));
+            for (line_no, i) in o.items.iter().enumerate() {
+                items.push(json!({
+                    "order_id": hex(o.id), "line_no": line_no, "product_id": hex(i.product_id),
+                    "sku": i.sku, "name": i.name, "seller_id": hex(i.seller_id),
+                    "quantity": i.quantity, "unit_price": i.unit_price, "line_total": i.line_total,
+                    "adjustments": i.adjustments,
+                }));
             }
-            sqlx::query(orders::COUNT_ORDER_SQL)
-                .bind(order.user_id)
-                .execute(&mut *self)
-                .await?;
-            sqlx::query("DELETE FROM cart_items WHERE user_id = $1")
-                .bind(order.user_id)
-                .execute(&mut *self)
-                .await?;
-            sqlx::query("DELETE FROM cart_codes WHERE user_id = $1")
-                .bind(order.user_id)
-                .execute(&mut *self)
-                .await?;
+        }
+        let now = sqlite_time(shopeezy_common::db::now());
+        let keys: Vec<_> = w
+            .keys
+            .iter()
+            .map(|k| {
+                json!({
+                    "user_id": hex(k.user_id), "key": k.key, "body_hash": k.stored.body_hash,
+                    "cart_hash": k.stored.cart_hash, "order_id": hex(k.stored.order_id),
+                    "status": k.stored.status, "response": k.stored.response.0, "created_at": now,
+                })
+            })
+            .collect();
+        let events: Vec<_> = w
+            .events
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": hex(e.id), "routing_key": e.routing_key, "event_type": e.event_type,
+                    "subject": e.subject, "payload": e.document, "created_at": sqlite_time(e.time),
+                })
+            })
+            .collect();
+        let users = serde_json::Value::from(users).to_string();
+        let statements: [(&str, String); 7] = [
+            (
+                "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at)
+                 SELECT unhex(value ->> 'id'), unhex(value ->> 'user_id'), value ->> 'status', value ->> 'subtotal',
+                        value ->> 'discount_total', value ->> 'total', value ->> 'currency', value -> 'adjustments',
+                        value -> 'plugins', value ->> 'created_at', value ->> 'updated_at'
+                 FROM json_each($1)",
+                serde_json::Value::from(orders).to_string(),
+            ),
+            (
+                "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments)
+                 SELECT unhex(value ->> 'order_id'), value ->> 'line_no', unhex(value ->> 'product_id'), value ->> 'sku',
+                        value ->> 'name', unhex(value ->> 'seller_id'), value ->> 'quantity', value ->> 'unit_price',
+                        value ->> 'line_total', value -> 'adjustments'
+                 FROM json_each($1)",
+                serde_json::Value::from(items).to_string(),
+            ),
+            (
+                "INSERT INTO customer_order_counts (user_id, placed)
+                 SELECT unhex(value), COUNT(*) FROM json_each($1) WHERE true GROUP BY value
+                 ON CONFLICT (user_id) DO UPDATE SET placed = placed + excluded.placed",
+                users.clone(),
+            ),
+            ("DELETE FROM cart_items WHERE user_id IN (SELECT unhex(value) FROM json_each($1))", users.clone()),
+            ("DELETE FROM cart_codes WHERE user_id IN (SELECT unhex(value) FROM json_each($1))", users),
+            (
+                "INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
+                 SELECT unhex(value ->> 'user_id'), value ->> 'key', value ->> 'body_hash', value ->> 'cart_hash',
+                        unhex(value ->> 'order_id'), value ->> 'status', value -> 'response', value ->> 'created_at'
+                 FROM json_each($1)",
+                serde_json::Value::from(keys).to_string(),
+            ),
+            (
+                "INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at)
+                 SELECT unhex(value ->> 'id'), value ->> 'routing_key', value ->> 'event_type', value ->> 'subject',
+                        value -> 'payload', value ->> 'created_at'
+                 FROM json_each($1)",
+                serde_json::Value::from(events).to_string(),
+            ),
+        ];
+        for (sql, rows) in statements {
+            sqlx::query(sql).bind(rows).execute(&mut *self).await?;
         }
         for (order, (plugin, key, who)) in &w.order_uses {
             sqlx::query(ORDER_USE_SQL)
@@ -639,23 +699,6 @@ impl CheckoutTx for SqliteConnection {
                 .bind(who)
                 .execute(&mut *self)
                 .await?;
-        }
-        let now = shopeezy_common::db::now();
-        for k in &w.keys {
-            sqlx::query(KEY_SQL)
-                .bind(k.user_id)
-                .bind(&k.key)
-                .bind(&k.stored.body_hash)
-                .bind(&k.stored.cart_hash)
-                .bind(k.stored.order_id)
-                .bind(k.stored.status)
-                .bind(&k.stored.response)
-                .bind(now)
-                .execute(&mut *self)
-                .await?;
-        }
-        for event in &w.events {
-            insert_event!(&mut *self, event)?;
         }
         Ok(())
     }

@@ -41,12 +41,6 @@ const ORDER_COLUMNS: &str = "id, user_id, status, subtotal, discount_total, tota
 const ITEM_COLUMNS: &str =
     "order_id, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments";
 
-/// The statements that write an order and its lines (used by checkout).
-pub(super) const INSERT_ORDER_SQL: &str = "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-pub(super) const INSERT_ITEM_SQL: &str = "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-
 fn assemble(orders: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>> {
     let mut out: Vec<Order> = Vec::with_capacity(orders.len());
     for o in orders {
@@ -190,9 +184,3 @@ fn invalid_transition(from: Status, to: Status) -> Error {
         to: to.as_str(),
     }
 }
-
-/// Counts one more order placed by the user `$1`, in the transaction that
-/// inserts it.
-pub(super) const COUNT_ORDER_SQL: &str =
-    "INSERT INTO customer_order_counts (user_id, placed) VALUES ($1, 1)
-     ON CONFLICT (user_id) DO UPDATE SET placed = customer_order_counts.placed + 1";
