@@ -8,8 +8,8 @@
 //! Self-contained on purpose: of the helpers only `spawn_app`, the client,
 //! the base URL and the sign-up and sign-in calls are used.
 
-use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
 
 use shopeezy_testkit::openapi::*;
 

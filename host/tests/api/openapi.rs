@@ -7,8 +7,8 @@
 //! Self-contained on purpose: of the helpers only `spawn_app`, the client,
 //! the base URL, `customer()` and the signed-in admin are used.
 
-use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
 
 use shopeezy_testkit::openapi::*;
 
