@@ -138,6 +138,15 @@ impl Feed {
         .await?))
     }
 
+    /// The highest `seq` in the log now (0 when empty).
+    pub async fn max_seq(&self) -> Result<i64> {
+        Ok(with_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) FROM revocation_log",
+        )
+        .fetch_one(pool)
+        .await?))
+    }
+
     /// Tails the log until the service stops.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();

@@ -140,9 +140,10 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
             .await
             .ok_or_else(|| Status::unavailable("the revocation log cannot be read yet"))?;
         let mut after = i64::try_from(request.into_inner().after).unwrap_or(i64::MAX);
-        if after > position.high {
+        if after > feed.max_seq().await? {
             // A cursor of another log (a database restored or replaced):
-            // start over.
+            // start over. (Compared with the database, not this replica's
+            // tail, which may be a poll behind the replica that gave it.)
             after = 0;
         }
         let backlog = feed.since(after).await?;
