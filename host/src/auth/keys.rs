@@ -18,6 +18,10 @@ use tonic::transport::Channel;
 /// The least time between two fetches for an unknown `kid`.
 pub const REFETCH_EVERY: Duration = Duration::from_secs(10);
 
+/// The least time between two fetches for a token while no key is known
+/// (the stream's task fetches at each connect anyway).
+pub const REFETCH_EMPTY_EVERY: Duration = Duration::from_secs(1);
+
 /// One verification key and the checks that go with it.
 #[derive(Clone)]
 pub struct Key {
@@ -95,7 +99,11 @@ impl KeyRing {
             return Lookup::Found(key);
         }
         let empty = self.is_empty();
-        if !empty && last.is_some_and(|at| at.elapsed() < REFETCH_EVERY) {
+        let since_last = last.map(|at| at.elapsed());
+        if empty && since_last.is_some_and(|since| since < REFETCH_EMPTY_EVERY) {
+            return Lookup::Unavailable("no token key fetched yet".into());
+        }
+        if !empty && since_last.is_some_and(|since| since < REFETCH_EVERY) {
             return Lookup::Unknown;
         }
         *last = Some(Instant::now());

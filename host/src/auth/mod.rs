@@ -138,6 +138,21 @@ impl AuthClient {
             return Err(not_ours());
         }
         let kid = header.kid.ok_or_else(not_ours)?;
+        // No view to trust, no token to accept (and no key fetch per request).
+        match inner.view.freshness(inner.trusted_for) {
+            Freshness::Live | Freshness::Stale(_) => {}
+            Freshness::Expired(_) => return Err(Error::AuthUnavailable),
+            Freshness::NeverSynced => {
+                // Just started: wait a moment for the first complete view
+                // rather than answer 503 to the first requests.
+                let mut synced = inner.synced.subscribe();
+                let waited =
+                    tokio::time::timeout(inner.timeout, synced.wait_for(|synced| *synced)).await;
+                if !matches!(waited, Ok(Ok(_))) {
+                    return Err(Error::AuthUnavailable);
+                }
+            }
+        }
         let key = match inner.keys.get(&kid).await {
             Lookup::Found(key) => key,
             Lookup::Unknown => return Err(not_ours()),
@@ -163,20 +178,6 @@ impl AuthClient {
                     .into(),
                 )
             })?;
-        match inner.view.freshness(inner.trusted_for) {
-            Freshness::Live | Freshness::Stale(_) => {}
-            Freshness::Expired(_) => return Err(Error::AuthUnavailable),
-            Freshness::NeverSynced => {
-                // Just started: wait a moment for the first complete view
-                // rather than answer 503 to the first requests.
-                let mut synced = inner.synced.subscribe();
-                let waited =
-                    tokio::time::timeout(inner.timeout, synced.wait_for(|synced| *synced)).await;
-                if !matches!(waited, Ok(Ok(_))) {
-                    return Err(Error::AuthUnavailable);
-                }
-            }
-        }
         let role = inner
             .view
             .check(
