@@ -18,6 +18,70 @@ both_backends!(
     the_stream_sends_the_state_a_marker_then_live_entries_and_resumes_from_its_cursor,
 );
 
+/// On PostgreSQL a log row's `seq` is taken before its transaction commits:
+/// a row committed after one with a higher `seq` still reaches the stream,
+/// and the cursor does not pass it while it may still come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_entry_committed_late_with_a_lower_seq_is_not_skipped() {
+    let Some(app) = spawn_app(Backend::Production).await else {
+        return;
+    };
+    let mut stream = watch(&app, 0).await;
+    let (_, _) = until_synced(&mut stream).await;
+
+    // A writer takes a seq and holds its transaction open…
+    let pool = sqlx::PgPool::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let mut late = pool.begin().await.unwrap();
+    let late_jti = uuid::Uuid::now_v7();
+    let late_seq: i64 = sqlx::query_scalar(
+        "INSERT INTO revocation_log (kind, subject, expires_at, created_ms)
+         VALUES ('token', $1, $2, $3) RETURNING seq",
+    )
+    .bind(late_jti)
+    .bind(chrono::Utc::now().timestamp() + 600)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .fetch_one(&mut *late)
+    .await
+    .unwrap();
+
+    // …while a sign-out with a higher seq commits and is streamed.
+    let ann = app.register_user("ann").await;
+    let token = app.login_as(&ann).await;
+    let ann_jti = jti(&app, &token).await;
+    assert_eq!(app.logout(&token).await.status(), 204);
+    let (seen, _) = live_until(&mut stream, Duration::from_secs(1), |seen| {
+        revokes_token(seen, &ann_jti)
+    })
+    .await;
+    assert!(seen.iter().all(|e| e.seq as i64 > late_seq));
+
+    // Heartbeats meanwhile never hand out a cursor past the open one.
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        match next(&mut stream, Duration::from_secs(3)).await {
+            Event::Heartbeat(c) => assert!(
+                (c.cursor as i64) < late_seq,
+                "the cursor {} passed the uncommitted {late_seq}",
+                c.cursor
+            ),
+            Event::Revocation(e) => panic!("nothing else was revoked: {e:?}"),
+            Event::Synced(_) => panic!("a second marker"),
+        }
+    }
+
+    // It commits, late: the stream still sends it, within a second.
+    late.commit().await.unwrap();
+    let since = Instant::now();
+    live_until(&mut stream, Duration::from_secs(1), |seen| {
+        revokes_token(seen, &late_jti.to_string())
+    })
+    .await;
+    assert!(since.elapsed() < Duration::from_secs(1));
+    pool.close().await;
+}
+
 async fn get_keys_answers_the_key_that_signs_tokens(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
