@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod grpc;
 pub mod http;
 pub mod kv;

@@ -22,6 +22,11 @@
 //! - the marker expires after [`LOADED_TTL`], so keys lost any other way
 //!   (eviction, a revocation whose Redis write failed) come back by then.
 //!
+//! Every revocation (and every role change, `store::change_role`) is also
+//! written, in the same transaction, to the ordered change log
+//! `revocation_log`, which [`crate::feed`] tails and streams to the services
+//! that verify tokens themselves (gRPC `WatchRevocations`).
+//!
 //! When Redis is configured but unreachable, checks and revocations fail
 //! closed with [`RevocationUnavailable`](crate::error::Error::RevocationUnavailable)
 //! (503): answering from the database alone would be right during the
@@ -59,6 +64,8 @@ pub struct Revocation {
     token_ttl_secs: u64,
     /// Held by the one task of this process that copies the database.
     loading: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes this replica's [`crate::feed::Feed`] after a write.
+    written: Arc<tokio::sync::Notify>,
 }
 
 impl Revocation {
@@ -71,7 +78,23 @@ impl Revocation {
             prefix: prefix.to_owned(),
             token_ttl_secs,
             loading: Arc::default(),
+            written: Arc::default(),
         }
+    }
+
+    /// Notified after every revocation or role change this process writes.
+    pub fn written(&self) -> Arc<tokio::sync::Notify> {
+        self.written.clone()
+    }
+
+    /// Tells this replica's feed that the log has a new entry.
+    pub fn wrote(&self) {
+        self.written.notify_one();
+    }
+
+    /// The access tokens' lifetime, in seconds.
+    pub fn token_ttl_secs(&self) -> u64 {
+        self.token_ttl_secs
     }
 
     /// `redis` or `in-process`.
@@ -83,6 +106,7 @@ impl Revocation {
     pub async fn revoke_token(&self, claims: &Claims) -> Result<()> {
         let expires_at = i64::try_from(claims.exp).unwrap_or(i64::MAX);
         db::insert_token(&self.db, claims.jti, expires_at).await?;
+        self.wrote();
         self.kv
             .set_many(&[self.token_entry(claims.jti, expires_at)])
             .await
@@ -94,6 +118,7 @@ impl Revocation {
         // Kept as long as any token issued before now can live.
         let expires_at = cutoff_ms / 1000 + self.token_ttl_secs as i64 + 60;
         db::upsert_user(&self.db, user_id, cutoff_ms, expires_at).await?;
+        self.wrote();
         self.kv
             .set_many(&[self.user_entry(user_id, cutoff_ms, expires_at)])
             .await
@@ -218,8 +243,9 @@ impl Revocation {
         Ok(count)
     }
 
-    /// Deletes the revocations that can no longer refuse anything: tokens
-    /// past their expiry, cutoffs older than any living token; how many.
+    /// Deletes the revocations (and log entries) that can no longer refuse
+    /// anything: tokens past their expiry, cutoffs and role changes older
+    /// than any living token; how many.
     pub async fn prune(&self) -> Result<u64> {
         db::prune(&self.db, now_secs()).await
     }
@@ -276,6 +302,17 @@ fn now_secs() -> i64 {
     chrono::Utc::now().timestamp().max(0)
 }
 
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis().max(0)
+}
+
+/// Appends one entry to `revocation_log`; binds: kind, subject, at_ms, role,
+/// expires_at, created_ms.
+pub(crate) const LOG_INSERT: &str =
+    "INSERT INTO revocation_log (kind, subject, at_ms, role, expires_at, created_ms)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// Seconds from now until `expires_at` (at least 1).
 fn ttl_until(expires_at: i64) -> u64 {
     u64::try_from(expires_at.saturating_sub(now_secs())).map_or(1, |secs| secs.max(1))
@@ -285,16 +322,31 @@ fn ttl_until(expires_at: i64) -> u64 {
 mod db {
     use super::*;
 
-    /// Records a revoked token (again: a no-op).
+    /// Records a revoked token (again: a no-op), and logs it.
     pub(super) async fn insert_token(db: &Db, jti: Uuid, expires_at: i64) -> Result<()> {
-        with_db!(db, pool => sqlx::query(
-            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(jti)
-        .bind(expires_at)
-        .execute(pool)
-        .await
-        .map(|_| ())?);
+        with_db!(db, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted > 0 {
+                sqlx::query(LOG_INSERT)
+                    .bind("token")
+                    .bind(jti)
+                    .bind(None::<i64>)
+                    .bind(None::<&str>)
+                    .bind(expires_at)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -305,7 +357,9 @@ mod db {
         cutoff_ms: i64,
         expires_at: i64,
     ) -> Result<()> {
-        with_db!(db, pool => sqlx::query(
+        with_db!(db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
             "INSERT INTO revoked_users (user_id, cutoff_ms, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (user_id) DO UPDATE SET
                cutoff_ms = CASE WHEN excluded.cutoff_ms > revoked_users.cutoff_ms
@@ -316,9 +370,19 @@ mod db {
         .bind(user_id)
         .bind(cutoff_ms)
         .bind(expires_at)
-        .execute(pool)
-        .await
-        .map(|_| ())?);
+        .execute(&mut *tx)
+        .await?;
+            sqlx::query(LOG_INSERT)
+                .bind("user")
+                .bind(user_id)
+                .bind(Some(cutoff_ms))
+                .bind(None::<&str>)
+                .bind(expires_at)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -384,7 +448,12 @@ mod db {
                 .execute(pool)
                 .await?
                 .rows_affected();
-            tokens + users
+            let log = sqlx::query("DELETE FROM revocation_log WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            tokens + users + log
         });
         Ok(deleted)
     }

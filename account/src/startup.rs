@@ -16,6 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admins;
 use crate::config::Config;
+use crate::feed::Feed;
 use crate::grpc::AuthGrpc;
 use crate::kv::Kv;
 use crate::passwords::Hasher;
@@ -27,11 +28,11 @@ use crate::tokens::Keys;
 const MIGRATIONS: Migrations<'static> = Migrations {
     postgres: shopeezy_common::embed_migrations!(
         "account/postgres",
-        ["0001_users", "0002_revocations"]
+        ["0001_users", "0002_revocations", "0003_revocation_log"]
     ),
     sqlite: shopeezy_common::embed_migrations!(
         "account/sqlite",
-        ["0001_users", "0002_revocations"]
+        ["0001_users", "0002_revocations", "0003_revocation_log"]
     ),
 };
 
@@ -53,6 +54,9 @@ pub struct AppState {
     pub hasher: Hasher,
     /// The outbox relay, which sends the committed events.
     pub relay: Relay,
+    /// This replica's tail of the revocation log, streamed by gRPC
+    /// `WatchRevocations`.
+    pub feed: Feed,
 }
 
 /// The service, bound and ready to run.
@@ -94,6 +98,8 @@ impl Application {
             },
         );
         let relay = Relay::new(db.clone(), config.events.relay_config("account"));
+        let shutdown = Shutdown::new();
+        let feed = Feed::new(db.clone(), revocation.written(), shutdown.clone());
         let state = AppState {
             db,
             keys,
@@ -101,6 +107,7 @@ impl Application {
             throttle,
             hasher,
             relay,
+            feed,
         };
         if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
             admins::ensure_admin(&state.db, &state.hasher, email, password).await?;
@@ -116,7 +123,7 @@ impl Application {
             http,
             grpc,
             state,
-            shutdown: Shutdown::new(),
+            shutdown,
         })
     }
 
@@ -166,6 +173,7 @@ impl Application {
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.wait());
 
         let relay = state.relay.spawn(shutdown.wait());
+        let feed = state.feed.spawn();
         let pruner = tokio::spawn(prune_revocations(
             state.revocation.clone(),
             shutdown.clone(),
@@ -174,6 +182,7 @@ impl Application {
         let (http_result, grpc_result) = tokio::join!(http_server, grpc_server);
         shutdown.trigger();
         let _ = relay.await;
+        let _ = feed.await;
         let _ = pruner.await;
         state.db.close().await;
         http_result?;

@@ -273,3 +273,52 @@ pub async fn delete(db: &Db, id: Uuid) -> Result<bool> {
     let done = with_db!(db, pool => sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(pool).await?.rows_affected());
     Ok(done > 0)
 }
+
+/// Gives the user `role` and, in the same transaction, logs the change in
+/// `revocation_log` (so services that verify tokens themselves apply the new
+/// role to the user's existing tokens); `None` when there is no such user.
+///
+/// The entry's `at_ms` is [`ROLE_CHANGE_GRACE_MS`] past now: a sign-in that
+/// read the old role just before this commit may sign its token a moment
+/// after, and that token must get the new role too. The entry is kept until
+/// every token issued up to `at_ms` has expired (`token_ttl_secs`).
+pub async fn change_role(
+    db: &Db,
+    id: Uuid,
+    role: Role,
+    token_ttl_secs: u64,
+) -> Result<Option<User>> {
+    let sql =
+        format!("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING {COLUMNS}");
+    let now_ms = crate::revocation::now_ms();
+    let at_ms = now_ms + ROLE_CHANGE_GRACE_MS;
+    let expires_at = at_ms / 1000 + i64::try_from(token_ttl_secs).unwrap_or(i64::MAX / 2) + 60;
+    let row: Option<Row> = with_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        // The row lock taken here orders concurrent changes of one user: the
+        // later one's log entry gets the higher sequence number.
+        let row: Option<Row> = sqlx::query_as(&sql)
+            .bind(id)
+            .bind(role.as_str())
+            .bind(Utc::now())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if row.is_some() {
+            sqlx::query(crate::revocation::LOG_INSERT)
+                .bind("role")
+                .bind(id)
+                .bind(Some(at_ms))
+                .bind(Some(role.as_str()))
+                .bind(expires_at)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        row
+    });
+    row.map(User::try_from).transpose()
+}
+
+/// How far past a role change its log entry reaches (see [`change_role`]).
+pub const ROLE_CHANGE_GRACE_MS: i64 = 5_000;

@@ -175,6 +175,22 @@ impl Keys {
             })
     }
 
+    /// The public keys that verify tokens, as `(kid, Ed25519 public key)`.
+    pub fn public_keys(&self) -> Vec<(String, Vec<u8>)> {
+        let raw = URL_SAFE_NO_PAD.decode(&self.public_x).unwrap_or_default();
+        vec![(self.kid.clone(), raw)]
+    }
+
+    /// The tokens' `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The tokens' `aud`.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
     /// The public keys as a JSON Web Key Set.
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({

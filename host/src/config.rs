@@ -38,7 +38,9 @@ pub struct Config {
     )]
     pub http_addr: SocketAddr,
 
-    /// The account service's gRPC address, which checks every bearer token.
+    /// The account service's gRPC address: the token keys (`GetKeys`) and
+    /// the revocation stream (`WatchRevocations`) come from there; tokens
+    /// are verified here.
     #[arg(
         long,
         env = "SHOPEEZY_AUTH_GRPC_URL",
@@ -46,9 +48,17 @@ pub struct Config {
     )]
     pub auth_grpc_url: String,
 
-    /// How long a token check may take before the request answers 503, in ms.
+    /// How long connecting to the account service or fetching its keys may
+    /// take, in ms.
     #[arg(long, env = "SHOPEEZY_AUTH_TIMEOUT_MS", default_value_t = 2000)]
     pub auth_timeout_ms: u64,
+
+    /// How long, in seconds, the revocation view is trusted after the stream
+    /// from the account service drops (counted from the account service's
+    /// last heartbeat); after that, tokens are answered 503 until it is back.
+    #[arg(long, env = "SHOPEEZY_AUTH_STALE_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    pub auth_stale_secs: u64,
 
     /// Most attempts of a checkout that meets a serialization failure or a
     /// deadlock (PostgreSQL) before it answers 503.
@@ -148,9 +158,14 @@ impl Config {
         }
     }
 
-    /// The token-check timeout.
+    /// The account service's connect and key-fetch timeout.
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_millis(self.auth_timeout_ms)
+    }
+
+    /// How long the revocation view is trusted after its stream drops.
+    pub fn auth_stale(&self) -> Duration {
+        Duration::from_secs(self.auth_stale_secs)
     }
 }
 

@@ -7,8 +7,9 @@
 //!    layer shares (roles and callers, products, carts, priced carts,
 //!    orders, plugins; validated values). `domain` imports only `error`,
 //!    `error` nothing.
-//! 2. [`store`] (all SQL) and [`auth`] (the account service's client): the
-//!    outside world, in domain types.
+//! 2. [`store`] (all SQL) and [`auth`] (token verification with the account
+//!    service's keys and pushed revocations): the outside world, in domain
+//!    types.
 //! 3. [`plugins`] (registry, compiler, runtime) and then [`pricing`] (the
 //!    pipeline that runs them).
 //! 4. The use cases, orchestration only: [`cart`] and [`checkout`].

@@ -42,7 +42,11 @@ impl Application {
             crate::store::migrations(),
         )
         .await?;
-        let auth = AuthClient::new(&config.auth_grpc_url, config.auth_timeout())?;
+        let auth = AuthClient::new(
+            &config.auth_grpc_url,
+            config.auth_timeout(),
+            config.auth_stale(),
+        )?;
         let runtime = Runtime::new(config.plugin_limits())?;
         let registry = Registry::load(db.clone(), runtime).await?;
         let pipeline = Pipeline::new(registry);
@@ -67,6 +71,7 @@ impl Application {
         let shutdown = Shutdown::new();
         let poll = Duration::from_millis(config.plugin_poll_ms.max(10));
         state.pipeline.registry().watch(poll, shutdown.wait());
+        state.auth.spawn(shutdown.wait());
         Ok(Self {
             http,
             state,
@@ -162,11 +167,30 @@ fn plugins_check(registry: &Registry) -> Check {
     }
 }
 
+/// The `/readyz` check of token verification: unavailable while tokens are
+/// answered 503 (no revocation view yet, or one older than it is trusted);
+/// ok while the view is live, or stale but still trusted (the detail says
+/// which).
+fn auth_check(auth: &AuthClient) -> Check {
+    match auth.status() {
+        Ok(detail) => Check {
+            status: "ok",
+            required: true,
+            detail: Some(detail),
+        },
+        Err(detail) => Check {
+            status: "unavailable",
+            required: true,
+            detail: Some(detail),
+        },
+    }
+}
+
 fn readiness(state: &AppState) -> Readiness {
     ops::readiness(state.clone(), |state| async move {
         let mut checks = BTreeMap::new();
         checks.insert("database", Check::from_result(true, state.db.ping().await));
-        checks.insert("auth", Check::from_result(true, state.auth.ping().await));
+        checks.insert("auth", auth_check(&state.auth));
         checks.insert("plugins", plugins_check(state.pipeline.registry()));
         if let Some(broker) = state.relay.broker_check() {
             checks.insert("broker", broker);

@@ -14,7 +14,7 @@ use crate::pricing::Pipeline;
 pub struct AppState {
     /// The host's database.
     pub db: Db,
-    /// The account service, which checks tokens.
+    /// Token verification (the account service's keys and revocations).
     pub auth: AuthClient,
     /// The pricing pipeline, with the plugins in force.
     pub pipeline: Pipeline,

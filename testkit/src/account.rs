@@ -155,11 +155,17 @@ impl Accounts {
 
     /// Registers a new customer and signs it in.
     pub async fn customer(&self) -> User {
+        self.customer_with_email().await.0
+    }
+
+    /// Registers a new customer and signs it in; also its email (to sign
+    /// in again, with [`PASSWORD`]).
+    pub async fn customer_with_email(&self) -> (User, String) {
         let n = USER_SEQ.fetch_add(1, Ordering::Relaxed);
         let username = format!("u{n}-{}", &Uuid::new_v4().simple().to_string()[..12]);
         let email = format!("{username}@example.com");
         self.register(&username, &email).await.expect(201);
-        self.login(&email, PASSWORD).await
+        (self.login(&email, PASSWORD).await, email)
     }
 
     /// `n` new customers, registered 32 at a time.
@@ -191,8 +197,9 @@ impl Accounts {
         }
     }
 
-    /// The admin gives `user` the `role` (asserting 200). Its tokens carry
-    /// the new role at once: every check reads the current role.
+    /// The admin gives `user` the `role` (asserting 200). The account
+    /// service answers the new role at once; a host applies it to the
+    /// user's existing tokens within a second (the pushed role change).
     pub async fn grant_role(&self, user: &User, role: &str) {
         let reply = send(
             self.client
@@ -205,11 +212,12 @@ impl Accounts {
         assert_eq!(reply.body["role"], role, "{}", reply.body);
     }
 
-    /// A new customer the admin made a seller.
+    /// A new customer the admin made a seller, signed in again after that:
+    /// its token carries the role, so a host accepts it as a seller at once.
     pub async fn seller(&self) -> User {
-        let user = self.customer().await;
+        let (user, email) = self.customer_with_email().await;
         self.grant_role(&user, "seller").await;
-        user
+        self.login(&email, PASSWORD).await
     }
 
     /// Signs out at the account service.

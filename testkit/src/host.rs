@@ -103,8 +103,12 @@ impl StackConfig {
             auth_through_proxy,
             database_through_proxy,
         } = self;
-        let account = account::start(account).await;
-        let mut shutdowns = vec![account.shutdown.clone()];
+        let mut account_config = account;
+        let account = account::start(account_config.clone()).await;
+        // A restart binds the same ports, so the hosts find it again.
+        account_config.http_addr = account.http_addr;
+        account_config.grpc_addr = account.grpc_addr;
+        let mut shutdowns = Vec::new();
 
         let auth_proxy = if auth_through_proxy {
             let proxy = TcpProxy::start(&account.grpc_addr.to_string())
@@ -141,6 +145,8 @@ impl StackConfig {
         Stack {
             accounts,
             account_grpc: account.grpc_addr,
+            account: Some(account),
+            account_config,
             hosts,
             host_config: host,
             auth_proxy,
@@ -159,6 +165,10 @@ pub struct Stack {
     pub accounts: Accounts,
     /// Where the account service's gRPC API listens (not through a proxy).
     pub account_grpc: SocketAddr,
+    /// The account service, while it runs.
+    account: Option<account::RunningAccount>,
+    /// Its configuration, with the ports it bound (to start it again).
+    account_config: shopeezy_account::Config,
     /// The host replicas, on one database.
     pub hosts: Vec<RunningHost>,
     /// The configuration the hosts run with (to start another).
@@ -178,6 +188,43 @@ impl Stack {
         &self.hosts[0].db
     }
 
+    /// Stops the account service (requests in flight finish, streams end)
+    /// and waits until it has stopped.
+    pub async fn stop_account(&mut self) {
+        if let Some(account) = self.account.take() {
+            account.shutdown.trigger();
+            let _ = tokio::time::timeout(Duration::from_secs(30), account.task).await;
+        }
+    }
+
+    /// Starts the account service again on the same configuration: the same
+    /// database, signing key and ports.
+    pub async fn start_account(&mut self) {
+        self.stop_account().await;
+        let mut tries = 0;
+        loop {
+            match shopeezy_account::Application::build(self.account_config.clone()).await {
+                Ok(app) => {
+                    let shutdown = app.shutdown_handle();
+                    let task = tokio::spawn(app.run_until_stopped());
+                    self.account = Some(account::RunningAccount {
+                        http_addr: self.account_config.http_addr,
+                        grpc_addr: self.account_config.grpc_addr,
+                        shutdown,
+                        task,
+                    });
+                    return;
+                }
+                // The old listeners may take a moment to be released.
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the account service starts again: {e:#}"),
+            }
+        }
+    }
+
     /// Stops `shutdown` with the stack (e.g. of a service or a relay the
     /// test started itself).
     pub fn stop_on_drop(&mut self, shutdown: Shutdown) {
@@ -187,6 +234,9 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        if let Some(account) = &self.account {
+            account.shutdown.trigger();
+        }
         for shutdown in &self.shutdowns {
             shutdown.trigger();
         }

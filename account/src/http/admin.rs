@@ -12,7 +12,7 @@ use crate::auth::Admin;
 use crate::domain::Role;
 use crate::error::{Error, Result};
 use crate::startup::AppState;
-use crate::store::{self, Changes, UserView};
+use crate::store::{self, UserView};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -74,8 +74,10 @@ pub struct ChangeRole {
     role: Role,
 }
 
-/// Changes a user's role (e.g. makes a seller). In force at once: every
-/// token check reads the current role.
+/// Changes a user's role (e.g. makes a seller). In force at once here and in
+/// `ValidateToken` (every check reads the current role); services that verify
+/// tokens themselves apply it to the user's existing tokens within a second
+/// (`WatchRevocations`).
 #[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = ["admin"])), request_body = ChangeRole,
     responses(
         (status = 200, body = UserView),
@@ -95,13 +97,10 @@ async fn change_role(
             "an admin cannot change its own role",
         ));
     }
-    let changes = Changes {
-        role: Some(body.role),
-        ..Changes::default()
-    };
-    let user = store::update(&state.db, id, changes)
+    let user = store::change_role(&state.db, id, body.role, state.revocation.token_ttl_secs())
         .await?
         .ok_or(Error::NotFound("user"))?;
+    state.revocation.wrote();
     tracing::info!(user_id = %id, role = user.role.as_str(), by = %admin.user.id, "role changed");
     Ok(Json(UserView::from(&user)))
 }

@@ -25,3 +25,4 @@ mod outages;
 mod revocation;
 mod tokens;
 mod users;
+mod watch;

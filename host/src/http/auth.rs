@@ -1,6 +1,7 @@
 //! The caller of a request, as extractors: [`Caller`] (any signed-in user),
 //! [`Merchant`] (a seller or an admin) and [`Admin`]. Each bearer token is
-//! checked by the account service (`crate::auth::AuthClient`).
+//! verified in this process (`crate::auth::AuthClient`), against the keys
+//! and revocations the account service pushes.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

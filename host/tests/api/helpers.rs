@@ -353,6 +353,16 @@ impl Drop for Replica {
 }
 
 impl TestApp {
+    /// Stops the account service (and waits until it has).
+    pub async fn stop_account(&mut self) {
+        self.stack.stop_account().await;
+    }
+
+    /// Starts the account service again: same database, key and ports.
+    pub async fn start_account(&mut self) {
+        self.stack.start_account().await;
+    }
+
     /// Starts a second host on the same database.
     pub async fn replica(&self) -> Replica {
         let host = shopeezy_testkit::host::start(self.stack.host_config.clone()).await;

@@ -1,8 +1,10 @@
 //! Operations endpoints: liveness, readiness, metrics, the API description.
 
+use std::time::Duration;
+
 use reqwest::Method;
 
-use crate::helpers::{Backend, send, spawn_app};
+use crate::helpers::{Backend, eventually, send, spawn_app};
 
 both_backends!(
     health_and_readiness_are_reported,
@@ -19,6 +21,14 @@ async fn health_and_readiness_are_reported(backend: Backend) {
     health.expect(200);
     assert_eq!(health.body["status"], "alive");
 
+    // Ready once the revocation view has come from the account service
+    // (a moment after the start).
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            send(app.host(Method::GET, "/readyz")).await.status == 200
+        })
+        .await
+    );
     let ready = send(app.host(Method::GET, "/readyz")).await;
     ready.expect(200);
     assert_eq!(ready.body["status"], "ready");
