@@ -156,7 +156,7 @@ pub fn demo_store(account: &str, host: &str) -> Result<usize> {
         if !matches!(registered.0, 201 | 409) {
             bail!("registering {email}: {} {}", registered.0, registered.1);
         }
-        let token = login(account, &email, SELLER_PASSWORD)?;
+        let mut token = login(account, &email, SELLER_PASSWORD)?;
         let me = get(account, "/v1/users/me", &token)?;
         if me["role"] != "seller" {
             let id = me["id"].as_str().context("no id")?;
@@ -171,6 +171,9 @@ pub fn demo_store(account: &str, host: &str) -> Result<usize> {
             if code != 200 {
                 bail!("making {email} a seller: {code} {body}");
             }
+            // A token carries its role: a new one acts as a seller on every
+            // host at once (an older one only once the role change reaches it).
+            token = login(account, &email, SELLER_PASSWORD)?;
         }
         for (sku, name, price, stock, tags, attributes) in seller.products {
             let attributes: serde_json::Map<String, Value> = attributes
