@@ -202,7 +202,7 @@ async fn migrate_postgres(pool: &PgPool, files: &[Embedded]) -> anyhow::Result<(
         .bind(migration_lock_id(&database))
         .execute(&mut *tx)
         .await?;
-    migrator.run(&mut *tx).await?;
+    migrator.run_direct(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

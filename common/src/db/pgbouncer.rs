@@ -20,9 +20,9 @@
 //!
 //! So each connection of such a pool goes through a small relay in this
 //! process, between sqlx and PgBouncer, that keeps every exchange
-//! self-contained: it remembers the SQL of each statement sqlx prepares and
-//! sends PgBouncer only the unnamed statement, parsed again in the same
-//! exchange that binds and executes it (`Parse`, `Bind`, `Execute`,
+//! self-contained: it remembers the SQL of each statement sqlx prepares
+//! (named, or its unnamed one) and sends PgBouncer only the unnamed
+//! statement, parsed again in the same exchange that binds and executes it (`Parse`, `Bind`, `Execute`,
 //! `Sync`, as libpq's `PQexecParams` does). sqlx keeps its statement cache
 //! (it needs no second round trip to describe a statement it has seen); the
 //! server parses each statement once per execution. The relay answers
@@ -191,16 +191,19 @@ fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
 /// What the relay knows of one client's statements.
 #[derive(Debug, Default)]
 struct Statements {
-    /// Each named statement's `Parse` after its name: query and parameter types.
+    /// Each statement the client prepared, by name (the client's unnamed
+    /// statement under the empty name): its `Parse` after the name, the
+    /// query and the parameter types.
     parses: HashMap<Vec<u8>, Vec<u8>>,
-    /// The named statement the unnamed one holds in this exchange.
+    /// The client's statement that the server's unnamed statement holds in
+    /// this exchange.
     unnamed: Option<Vec<u8>>,
 }
 
 impl Statements {
-    /// Makes the unnamed statement hold `name` in this exchange, adding a
-    /// `Parse` to `out` if it does not yet; whether it does now (not when
-    /// `name` was never prepared).
+    /// Makes the server's unnamed statement hold the client's `name` in
+    /// this exchange, adding a `Parse` to `out` if it does not yet; whether
+    /// it does now (not when `name` was never prepared).
     fn hold(&mut self, name: &[u8], batches: &mut Batches, out: &mut Vec<u8>) -> bool {
         if self.unnamed.as_deref() != Some(name) {
             let Some(parse) = self.parses.get(name) else {
@@ -221,31 +224,28 @@ impl Statements {
             b'P' => {
                 batches.parse(false);
                 match cstr(body) {
-                    Some((name, rest)) if !name.is_empty() => {
+                    Some((name, rest)) => {
                         self.parses.insert(name.to_vec(), rest.to_vec());
                         self.unnamed = Some(name.to_vec());
                         put(out, b'P', &[b"\0", rest]);
                     }
-                    _ => {
-                        self.unnamed = None;
-                        put(out, b'P', &[body]);
-                    }
+                    None => put(out, b'P', &[body]),
                 }
             }
             b'B' => {
-                let named = cstr(body).and_then(|(portal, rest)| {
+                let parts = cstr(body).and_then(|(portal, rest)| {
                     let (statement, rest) = cstr(rest)?;
-                    Some((portal, statement, rest)).filter(|_| !statement.is_empty())
+                    Some((portal, statement, rest))
                 });
-                match named {
+                match parts {
                     Some((portal, statement, rest)) if self.hold(statement, &mut batches, out) => {
                         put(out, b'B', &[portal, b"\0\0", rest]);
                     }
-                    // Unnamed, or unknown here: as sent (the server answers).
+                    // Unknown here: as sent (the server answers).
                     _ => put(out, b'B', &[body]),
                 }
             }
-            b'D' if body.first() == Some(&b'S') && body.len() > 2 => {
+            b'D' if body.first() == Some(&b'S') => {
                 let name = cstr(&body[1..]).map_or(&[][..], |(name, _)| name);
                 if self.hold(name, &mut batches, out) {
                     put(out, b'D', &[b"S\0"]);
@@ -253,7 +253,7 @@ impl Statements {
                     put(out, b'D', &[body]);
                 }
             }
-            b'C' if body.first() == Some(&b'S') && body.len() > 2 => {
+            b'C' if body.first() == Some(&b'S') => {
                 let name = cstr(&body[1..]).map_or(&[][..], |(name, _)| name);
                 self.parses.remove(name);
                 if self.unnamed.as_deref() == Some(name) {
@@ -265,6 +265,10 @@ impl Statements {
             b'S' | b'Q' => {
                 // The exchange ends: the next may reach another server connection.
                 self.unnamed = None;
+                if message.kind == b'Q' {
+                    // A simple query destroys the client's unnamed statement.
+                    self.parses.remove(&[][..]);
+                }
                 batches.end();
                 put(out, message.kind, &[body]);
             }
