@@ -335,7 +335,11 @@ pub(crate) async fn start_with(backend: &str, count_statements: bool) -> Result<
     let host = format!("127.0.0.1:{}", ports.2);
     wait_ready(&host, &AtomicBool::new(false), &mut services)?;
     let client = Arc::new(Client {
-        http: reqwest::Client::new(),
+        // A request stuck (e.g. on a lock a pooler's server connection
+        // kept) answers 599 after this instead of stalling the run.
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
         account: format!("http://{account}"),
         host: format!("http://{host}"),
         grpc: format!("http://127.0.0.1:{}", ports.1),
