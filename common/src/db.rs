@@ -768,16 +768,19 @@ mod tests {
     #[test]
     fn the_pgbouncer_parameter_is_taken_out_of_the_url() {
         let url = "postgres://u@h:6432/db";
-        assert_eq!(pgbouncer_parameter(url).unwrap(), (url.to_owned(), false));
         assert_eq!(
-            pgbouncer_parameter("postgres://u@h:6432/db?pgbouncer=true").unwrap(),
+            pgbouncer_parameter(url).expect("a valid URL"),
+            (url.to_owned(), false)
+        );
+        assert_eq!(
+            pgbouncer_parameter("postgres://u@h:6432/db?pgbouncer=true").expect("a valid URL"),
             (url.to_owned(), true)
         );
         assert_eq!(
             pgbouncer_parameter(
                 "postgres://u@h/db?sslmode=disable&pgbouncer=true&application_name=x"
             )
-            .unwrap(),
+            .expect("a valid URL"),
             (
                 "postgres://u@h/db?sslmode=disable&application_name=x".to_owned(),
                 true
