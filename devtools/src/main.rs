@@ -39,8 +39,8 @@ enum Cmd {
         /// The full run (else the quick one).
         #[arg(long)]
         full: bool,
-        /// Only this backend: `postgres`, `pgbouncer` (PostgreSQL through
-        /// PgBouncer in transaction pooling) or `sqlite`.
+        /// Only these backends (comma-separated): `postgres`, `pgbouncer`
+        /// (PostgreSQL through PgBouncer in transaction pooling), `sqlite`.
         #[arg(long)]
         backend: Option<String>,
         /// Write `bench/results/<NAME>.{md,json}` instead of `quick` or `full`.
@@ -88,11 +88,22 @@ fn root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The backends a run measures: `--backend`, else both.
+/// The backends a run measures: `--backend` (one, or several separated by
+/// commas), else all three (PgBouncer when installed).
 fn backends(backend: Option<&str>) -> anyhow::Result<Vec<&str>> {
     Ok(match backend {
-        Some(b @ ("postgres" | "pgbouncer" | "sqlite")) => vec![b],
-        Some(other) => anyhow::bail!("unknown backend {other}: postgres, pgbouncer or sqlite"),
+        Some(list) => {
+            let mut chosen = Vec::new();
+            for b in list.split(',') {
+                match b {
+                    "postgres" | "pgbouncer" | "sqlite" => chosen.push(b),
+                    other => {
+                        anyhow::bail!("unknown backend {other}: postgres, pgbouncer or sqlite")
+                    }
+                }
+            }
+            chosen
+        }
         None if services::pgbouncer_available() => vec!["postgres", "pgbouncer", "sqlite"],
         None => {
             eprintln!(

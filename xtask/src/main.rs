@@ -55,9 +55,9 @@ enum Cmd {
         /// The full run.
         #[arg(long)]
         full: bool,
-        /// Only this backend: `postgres`, `pgbouncer` (PostgreSQL through
-        /// PgBouncer, transaction pooling) or `sqlite`; default all three
-        /// (`pgbouncer` when installed).
+        /// Only these backends, comma-separated: `postgres`, `pgbouncer`
+        /// (PostgreSQL through PgBouncer, transaction pooling), `sqlite`;
+        /// default all three (`pgbouncer` when installed).
         #[arg(long)]
         backend: Option<String>,
         /// Write `bench/results/<NAME>.{md,json}` instead of `quick`/`full`.
