@@ -17,6 +17,8 @@
 //! - [`failure_problem`] answers each kind of failure: 503 when the database
 //!   cannot be reached or cannot write, 507 when its disk is full.
 
+mod pgbouncer;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderValue, StatusCode, header};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnectionMetadata;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
@@ -173,6 +175,112 @@ async fn migrator(files: &[Embedded]) -> anyhow::Result<Migrator> {
     Ok(Migrator::new(Source(files)).await?)
 }
 
+/// Applies `files` to PostgreSQL, all in one transaction that first takes a
+/// transaction-scoped advisory lock, so that services starting together
+/// apply each migration once. sqlx's own lock is a session lock
+/// (`pg_advisory_lock`), which through PgBouncer in transaction pooling
+/// would be taken on one server connection and released (or not) on
+/// another; a transaction keeps one server connection throughout. The key
+/// is sqlx's (of the database's name), so a migrator of an earlier version
+/// still waits for this one. Each migration runs in a savepoint; a failure
+/// leaves the database as it was. Migrations marked `-- no-transaction`
+/// cannot run this way and are refused.
+async fn migrate_postgres(pool: &PgPool, files: &[Embedded]) -> anyhow::Result<()> {
+    let mut migrator = migrator(files).await?;
+    if let Some(m) = migrator.iter().find(|m| m.no_tx) {
+        anyhow::bail!(
+            "migration {} is marked -- no-transaction; PostgreSQL migrations run in one transaction",
+            m.version
+        );
+    }
+    migrator.set_locking(false);
+    let mut tx = pool.begin().await?;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(migration_lock_id(&database))
+        .execute(&mut *tx)
+        .await?;
+    migrator.run_direct(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The advisory lock key sqlx's migrator takes for `database`
+/// (sqlx-postgres 0.8, `migrate.rs`, `generate_lock_id`): 0x3d32ad9e times
+/// the CRC-32 (ISO-HDLC) of the name.
+fn migration_lock_id(database: &str) -> i64 {
+    let mut crc = !0u32;
+    for byte in database.bytes() {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    0x3d32_ad9e * i64::from(!crc)
+}
+
+/// The URL without its `pgbouncer` parameter, and whether that asked for
+/// PgBouncer in transaction pooling (`pgbouncer=true`).
+fn pgbouncer_parameter(url: &str) -> anyhow::Result<(String, bool)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), false));
+    };
+    let mut through = false;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("pgbouncer", "true" | "1")) => through = true,
+            Some(("pgbouncer", "false" | "0")) => {}
+            Some(("pgbouncer", other)) => {
+                anyhow::bail!(
+                    "the database URL's pgbouncer parameter is true or false, not {other}"
+                )
+            }
+            _ => kept.push(pair),
+        }
+    }
+    Ok(if kept.is_empty() {
+        (base.to_owned(), through)
+    } else {
+        (format!("{base}?{}", kept.join("&")), through)
+    })
+}
+
+/// PostgreSQL's connect options for `url`; with `pgbouncer=true`, through a
+/// relay of this process that makes sqlx's statements safe in PgBouncer's
+/// transaction pooling (see [`pgbouncer`]).
+async fn postgres_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let (url, through_pgbouncer) = pgbouncer_parameter(url)?;
+    let options =
+        PgConnectOptions::from_str(&url)?.log_statements(tracing::log::LevelFilter::Trace);
+    if !through_pgbouncer {
+        return Ok(options);
+    }
+    if options.get_socket().is_some() {
+        anyhow::bail!("pgbouncer=true needs PgBouncer's TCP address, not a Unix socket");
+    }
+    if matches!(
+        options.get_ssl_mode(),
+        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    ) {
+        anyhow::bail!(
+            "pgbouncer=true does not encrypt the link to PgBouncer; run PgBouncer beside the service and drop sslmode"
+        );
+    }
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let port = pgbouncer::start(target).await?;
+    Ok(options
+        .host("127.0.0.1")
+        .port(port)
+        .ssl_mode(PgSslMode::Disable))
+}
+
 /// How long a request waits for a pooled connection before its 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the watcher pings PostgreSQL while it answers, and while it
@@ -196,8 +304,7 @@ impl Db {
     ) -> anyhow::Result<Self> {
         let health = Arc::new(Health::default());
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options =
-                PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace);
+            let options = postgres_options(url).await?;
             create_postgres_database(&options).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
@@ -207,7 +314,7 @@ impl Db {
                 .await?;
             let tripped = PgPoolOptions::new().connect_lazy_with(options.clone());
             tripped.close().await;
-            migrator(migrations.postgres).await?.run(&pool).await?;
+            migrate_postgres(&pool, migrations.postgres).await?;
             watch_postgres(options, Arc::downgrade(&health), pool.clone());
             Self {
                 pool: Pool::Postgres(pool),
@@ -650,5 +757,35 @@ mod tests {
                 .any(|(name, _)| name == header::RETRY_AFTER)
         );
         assert_eq!(failure_problem(&sqlx::Error::RowNotFound).status, 500);
+    }
+
+    #[test]
+    fn the_migration_lock_is_sqlxs() {
+        // CRC-32/ISO-HDLC's check value.
+        assert_eq!(migration_lock_id("123456789"), 0x3d32_ad9e * 0xCBF4_3926);
+    }
+
+    #[test]
+    fn the_pgbouncer_parameter_is_taken_out_of_the_url() {
+        let url = "postgres://u@h:6432/db";
+        assert_eq!(
+            pgbouncer_parameter(url).expect("a valid URL"),
+            (url.to_owned(), false)
+        );
+        assert_eq!(
+            pgbouncer_parameter("postgres://u@h:6432/db?pgbouncer=true").expect("a valid URL"),
+            (url.to_owned(), true)
+        );
+        assert_eq!(
+            pgbouncer_parameter(
+                "postgres://u@h/db?sslmode=disable&pgbouncer=true&application_name=x"
+            )
+            .expect("a valid URL"),
+            (
+                "postgres://u@h/db?sslmode=disable&application_name=x".to_owned(),
+                true
+            )
+        );
+        assert!(pgbouncer_parameter("postgres://u@h/db?pgbouncer=yes").is_err());
     }
 }

@@ -32,8 +32,14 @@ struct Plan {
 /// Runs the benchmarks and writes the results.
 /// Runs the benchmarks (the quick or the `full` plan) on `backend` (else
 /// both) with the example components in `plugins`, and writes the results.
-pub fn run(full: bool, backend: Option<&str>, plugins: &std::path::Path) -> Result<()> {
+pub fn run(
+    full: bool,
+    backend: Option<&str>,
+    out: Option<&str>,
+    plugins: &std::path::Path,
+) -> Result<()> {
     let kind = if full { "full" } else { "quick" };
+    let name = out.unwrap_or(kind);
     let plan = if full {
         Plan {
             seconds: 20,
@@ -44,7 +50,7 @@ pub fn run(full: bool, backend: Option<&str>, plugins: &std::path::Path) -> Resu
     } else {
         Plan {
             seconds: 5,
-            levels: vec![1, 8, 32],
+            levels: vec![1, 8, 32, 64],
             hot_stock: 300,
             catalog: 1000,
         }
@@ -76,11 +82,11 @@ pub fn run(full: bool, backend: Option<&str>, plugins: &std::path::Path) -> Resu
     let dir = root().join("bench").join("results");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
-        dir.join(format!("{kind}.json")),
+        dir.join(format!("{name}.json")),
         serde_json::to_string_pretty(&report)?,
     )?;
     let md = markdown(&report);
-    std::fs::write(dir.join(format!("{kind}.md")), &md)?;
+    std::fs::write(dir.join(format!("{name}.md")), &md)?;
     println!("{md}");
     println!("written to {}", dir.display());
     Ok(())
@@ -97,13 +103,21 @@ fn service_env(
     backend: &str,
     dir: &std::path::Path,
     ports: (u16, u16, u16),
+    pgbouncer_port: Option<u16>,
 ) -> Vec<(String, String)> {
-    let (account_db, host_db) = match backend {
-        "postgres" => {
+    let (account_db, host_db) = match (backend, pgbouncer_port) {
+        ("postgres", _) => {
             let name = format!("shopeezy_bench_{}", uuid::Uuid::new_v4().simple());
             (
                 format!("postgres://postgres@127.0.0.1:5432/{name}_account"),
                 format!("postgres://postgres@127.0.0.1:5432/{name}_host"),
+            )
+        }
+        ("pgbouncer", Some(port)) => {
+            let name = format!("shopeezy_bench_{}", uuid::Uuid::new_v4().simple());
+            (
+                format!("postgres://postgres@127.0.0.1:{port}/{name}_account?pgbouncer=true"),
+                format!("postgres://postgres@127.0.0.1:{port}/{name}_host?pgbouncer=true"),
             )
         }
         _ => (
@@ -261,30 +275,136 @@ pub(crate) async fn start(
     std::path::PathBuf,
     Arc<Client>,
 )> {
+    let run = start_with(backend, false).await?;
+    Ok((run.services, run.env, run.dir, run.client))
+}
+
+/// The system of one bench run.
+pub(crate) struct Run {
+    pub(crate) services: Services,
+    /// The services' settings.
+    pub(crate) env: Vec<(String, String)>,
+    /// Their data folder.
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) client: Arc<Client>,
+    /// With `count_statements`: what the host sent its database.
+    pub(crate) counts: Option<Arc<crate::wire::Counts>>,
+    /// The processes whose CPU time a level reads.
+    pub(crate) watched: crate::cpu::Watched,
+}
+
+/// As [`start`]; `pgbouncer` puts PgBouncer (transaction pooling) between
+/// both services and PostgreSQL; with `count_statements` the host reaches
+/// its database through a counting proxy ([`crate::wire`]).
+pub(crate) async fn start_with(backend: &str, count_statements: bool) -> Result<Run> {
     let dir =
         std::env::temp_dir().join(format!("shopeezy-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
-    let ports = (free_port()?, free_port()?, free_port()?);
-    let env = service_env(backend, &dir, ports);
-    let bin = bin_dir()?;
     let mut services = Services::default();
+    let pgbouncer = if backend == "pgbouncer" {
+        Some(services.start_pgbouncer(&dir)?)
+    } else {
+        None
+    };
+    let ports = (free_port()?, free_port()?, free_port()?);
+    let mut env = service_env(backend, &dir, ports, pgbouncer);
+    if pgbouncer.is_some() {
+        // Made directly: PgBouncer cannot log in to a database that is missing.
+        create_databases(&env)?;
+    }
+    let counts = if count_statements && backend != "sqlite" {
+        let url = env
+            .iter_mut()
+            .find(|(k, _)| k == "SHOPEEZY_HOST_DATABASE_URL")
+            .map(|(_, v)| v)
+            .context("no host database")?;
+        let target = url_host_port(url);
+        let (proxy, counts) = crate::wire::start(target.clone()).await?;
+        *url = url.replacen(&target, &proxy, 1);
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("sslmode=disable");
+        Some(counts)
+    } else {
+        None
+    };
+    let bin = bin_dir()?;
     services.start_with("account", &bin.join("shopeezy-account"), &env)?;
     let account = format!("127.0.0.1:{}", ports.0);
     wait_ready(&account, &AtomicBool::new(false), &mut services)?;
     services.start_with("host", &bin.join("shopeezy-host"), &env)?;
     let host = format!("127.0.0.1:{}", ports.2);
     wait_ready(&host, &AtomicBool::new(false), &mut services)?;
-    let c = Arc::new(Client {
-        http: reqwest::Client::new(),
+    let client = Arc::new(Client {
+        // A request stuck (e.g. on a lock a pooler's server connection
+        // kept) answers 599 after this instead of stalling the run.
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
         account: format!("http://{account}"),
         host: format!("http://{host}"),
         grpc: format!("http://127.0.0.1:{}", ports.1),
     });
-    Ok((services, env, dir, c))
+    let watched = crate::cpu::Watched {
+        processes: services
+            .pids()
+            .into_iter()
+            .map(|(name, pid)| (name.to_owned(), pid))
+            .collect(),
+        postgres_databases: (backend != "sqlite").then(|| database_names(&env)),
+    };
+    Ok(Run {
+        services,
+        env,
+        dir,
+        client,
+        counts,
+        watched,
+    })
+}
+
+/// `host:port` of a `postgres://user@host:port/db?…` URL.
+fn url_host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_owned()
+}
+
+/// The names of the run's PostgreSQL databases.
+fn database_names(env: &[(String, String)]) -> Vec<String> {
+    env.iter()
+        .filter(|(k, v)| k.ends_with("DATABASE_URL") && v.starts_with("postgres"))
+        .map(|(_, v)| {
+            let path = v.rsplit('/').next().unwrap_or_default();
+            path.split('?').next().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// Creates the run's PostgreSQL databases on the server itself.
+fn create_databases(env: &[(String, String)]) -> Result<()> {
+    for name in database_names(env) {
+        let out = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .context("running psql")?;
+        if !out.status.success() {
+            bail!(
+                "creating {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path) -> Result<Value> {
-    let (mut services, env, dir, c) = start(backend).await?;
+    let run = start_with(backend, false).await?;
+    let watched = run.watched.clone();
+    let (mut services, env, dir, c) = (run.services, run.env, run.dir, run.client);
     let mut memory = serde_json::Map::new();
     memory.insert("idle".into(), resident(&services));
     let mut out = serde_json::Map::new();
@@ -377,12 +497,16 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     // 3. Checkout on a spread catalog, at each level of concurrency.
     let stop = Arc::new(AtomicBool::new(false));
     for &level in &plan.levels {
+        let before = watched.snapshot();
         let s = checkout_load(&c, &shoppers, &products, level, deadline(), &stop, false).await;
-        out.insert(format!("checkout_spread_{level}"), s.summary());
+        out.insert(
+            format!("checkout_spread_{level}"),
+            with_cpu(s, &before, &watched),
+        );
     }
 
     // 4. A hot product: everyone races for the same stock until it is gone.
-    for &level in plan.levels.iter().filter(|l| **l > 1) {
+    for &level in &plan.levels {
         let (code, hot) = c
             .post(format!("{}/v1/products", c.host), Some(&admin), json!({"sku": format!("HOT-{level}"), "name": "Hot item", "price": 999, "currency": "USD", "stock": plan.hot_stock}))
             .await?;
@@ -390,6 +514,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
             bail!("creating the hot product: {code}");
         }
         let hot = Arc::new(vec![hot["id"].as_str().context("no id")?.to_owned()]);
+        let before = watched.snapshot();
         let s = checkout_load(
             &c,
             &shoppers,
@@ -401,7 +526,7 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
         )
         .await;
         let sold = s.statuses.get(&201).copied().unwrap_or(0);
-        let mut summary = s.summary();
+        let mut summary = with_cpu(s, &before, &watched);
         summary["sold"] = json!(sold);
         summary["stock"] = json!(plan.hot_stock);
         out.insert(format!("checkout_hot_{level}"), summary);
@@ -452,17 +577,147 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     // The ceiling: the same SQL, driven by pgbench against the same database,
     // once the services are stopped (their pools would take connections
     // pgbench needs at 64 clients; PostgreSQL allows 100).
-    let ceiling = if backend == "postgres" {
-        ceiling(&env, plan, &out)
-    } else {
+    let ceiling = if backend == "sqlite" {
         Ok(serde_json::Map::new())
+    } else {
+        ceiling(&env, plan, &out)
     };
     drop_databases(&env);
     let ceiling = ceiling?;
     let _ = std::fs::remove_dir_all(&dir);
+
+    // Statements per order, on a system of its own whose host reaches its
+    // database through a counting proxy.
+    let statements = if backend == "sqlite" {
+        Value::Null
+    } else {
+        eprintln!("statements per order (calibration, host database through a counting proxy)");
+        calibrate(backend).await?
+    };
     Ok(
-        json!({"scenarios": out, "memory": memory, "ceiling": ceiling, "pricing_in_server": pricing}),
+        json!({"scenarios": out, "memory": memory, "ceiling": ceiling, "pricing_in_server": pricing, "statements": statements}),
     )
+}
+
+/// A level's summary with the orders placed (201s) and the CPU time each
+/// watched process spent from `before` until now, in all and per order.
+fn with_cpu(s: Sample, before: &crate::cpu::Snapshot, watched: &crate::cpu::Watched) -> Value {
+    let cpu = watched
+        .snapshot()
+        .since(before, s.statuses.get(&201).copied().unwrap_or(0));
+    let orders = s.statuses.get(&201).copied().unwrap_or(0);
+    let mut summary = s.summary();
+    summary["orders"] = json!(orders);
+    summary["cpu_ms"] = cpu["cpu_ms"].clone();
+    summary["cpu_ms_per_order"] = cpu["cpu_ms_per_order"].clone();
+    summary
+}
+
+/// Orders placed (201) among `replies`' statuses.
+fn placed(statuses: &[u16]) -> u64 {
+    statuses.iter().filter(|s| **s == 201).count() as u64
+}
+
+/// The calibration pass: a system whose host's database connections go
+/// through a counting proxy; what the host sends per placed order. First
+/// idle (the background: plugin and outbox polling), then shoppers in the
+/// bench's loop (put a line, check out) at 8 and 32, then 40 rounds of 8
+/// shoppers in lock step (all put a line; then all check out, and 100 ms
+/// for the outbox relay to send their events) to tell a put from a checkout.
+async fn calibrate(backend: &str) -> Result<Value> {
+    let run = start_with(backend, true).await?;
+    let counts = run.counts.clone().context("no counting proxy")?;
+    let c = run.client.clone();
+    let admin = c.login("admin@bench.local", "bench-admin-password").await?;
+    let products = Arc::new(catalog(&c, &admin, 200).await?);
+    let shoppers = Arc::new(shoppers(&c, 32).await?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut out = serde_json::Map::new();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle_from, started) = (counts.read(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = counts.read().since(idle_from);
+    let per_s = |n: u64| (n as f64 / started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    out.insert(
+        "idle_per_s".into(),
+        json!({"statements": per_s(idle.statements()), "parse": per_s(idle.parse)}),
+    );
+
+    for level in [8, 32] {
+        let from = counts.read();
+        let end = Instant::now() + Duration::from_secs(3);
+        let s = checkout_load(&c, &shoppers, &products, level, end, &stop, false).await;
+        let sent = counts.read().since(from);
+        let orders = s.statuses.get(&201).copied().unwrap_or(0);
+        out.insert(
+            format!("loop_{level}"),
+            json!({"orders": orders, "per_order": sent.per(orders), "checkout_statuses": s.summary()["statuses"].clone()}),
+        );
+    }
+
+    let (mut put, mut check) = (
+        crate::wire::Reading::default(),
+        crate::wire::Reading::default(),
+    );
+    let (mut puts, mut checkouts, mut orders) = (0u64, 0u64, 0u64);
+    for round in 0..40usize {
+        let from = counts.read();
+        let put_codes = join_all((0..8).map(|w| {
+            let (c, token) = (c.clone(), shoppers[w].clone());
+            let product = products[(round * 8 + w) % products.len()].clone();
+            async move {
+                c.http
+                    .put(format!("{}/v1/cart/items/{product}", c.host))
+                    .bearer_auth(token)
+                    .json(&json!({"quantity": 1}))
+                    .send()
+                    .await
+                    .map_or(599, |r| r.status().as_u16())
+            }
+        }))
+        .await;
+        let middle = counts.read();
+        let codes = join_all((0..8).map(|w| {
+            let (c, token) = (c.clone(), shoppers[w].clone());
+            async move {
+                c.http
+                    .post(format!("{}/v1/checkout", c.host))
+                    .bearer_auth(token)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .send()
+                    .await
+                    .map_or(599, |r| r.status().as_u16())
+            }
+        }))
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let to = counts.read();
+        put = put.plus(middle.since(from));
+        check = check.plus(to.since(middle));
+        puts += put_codes.iter().filter(|s| **s < 300).count() as u64;
+        checkouts += codes.len() as u64;
+        orders += placed(&codes);
+    }
+    out.insert(
+        "split_8".into(),
+        json!({
+            "puts": puts, "per_put": put.per(puts),
+            "checkouts": checkouts, "orders": orders, "per_checkout": check.per(checkouts),
+            "per_order": put.plus(check).per(orders),
+        }),
+    );
+
+    let Run {
+        mut services,
+        env,
+        dir,
+        ..
+    } = run;
+    services.stop();
+    drop_databases(&env);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Value::Object(out))
 }
 
 /// Creates `n` products (`SKU-0`…) with ample stock; their ids.
@@ -520,6 +775,11 @@ fn ceiling(
         .find(|(k, _)| k == "SHOPEEZY_HOST_DATABASE_URL")
         .map(|(_, v)| v.clone())
         .context("no host database")?;
+    // Straight to PostgreSQL, also in a run through PgBouncer: pgbench's
+    // prepared statements need a session of their own, and the ceiling is
+    // the database's.
+    let name = database_names(&[("SHOPEEZY_HOST_DATABASE_URL".into(), url)]).remove(0);
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
     let catalog = crate::ceiling::prepare(&url)?;
     for &level in &plan.levels {
         eprintln!("pgbench, {level} clients");
@@ -543,22 +803,19 @@ fn ceiling(
 
 /// Drops the run's PostgreSQL databases.
 pub(crate) fn drop_databases(env: &[(String, String)]) {
-    for (key, value) in env {
-        if key.ends_with("DATABASE_URL") && value.starts_with("postgres") {
-            let name = value.rsplit('/').next().unwrap_or_default();
-            let _ = std::process::Command::new("psql")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-qc",
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                ])
-                .status();
-        }
+    for name in database_names(env) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ])
+            .status();
     }
 }
 
@@ -816,10 +1073,12 @@ fn markdown(report: &Value) -> String {
                 v["statuses"]
             ));
         }
+        md.push_str(&checkout_table(backend, result));
+        md.push_str(&statements_table(backend, &result["statements"]));
         let ceiling = result["ceiling"].as_object().unwrap_or(&empty);
         if !ceiling.is_empty() {
             md.push_str(&format!(
-                "\n### {backend}: checkout against its ceiling\n\nThe ceiling is `bench/pgbench/checkout.sql` (the SQL of one shopper iteration: add to cart, check out) run by pgbench against the same database after the HTTP scenarios, with the services stopped.\n\n| shoppers | checkout ok/s | pgbench tps | ratio | pgbench p50 ms | p99 ms | retried | failed |\n|---|---|---|---|---|---|---|---|\n"
+                "\n### {backend}: checkout against its ceiling\n\nThe ceiling is `bench/pgbench/checkout.sql` (the SQL of one shopper iteration: add to cart, check out) run by pgbench against the same database after the HTTP scenarios, with the services stopped (straight to PostgreSQL, also after a run through PgBouncer).\n\n| shoppers | checkout ok/s | pgbench tps | ratio | pgbench p50 ms | p99 ms | retried | failed |\n|---|---|---|---|---|---|---|---|\n"
             ));
             let mut levels: Vec<_> = ceiling.keys().collect();
             levels.sort_by_key(|k| k.parse::<usize>().unwrap_or(0));
@@ -889,6 +1148,104 @@ fn markdown(report: &Value) -> String {
                 a["p50_us"], a["p99_us"], b["p50_us"], b["p99_us"], added
             ));
         }
+    }
+    md
+}
+
+/// Checkout per level: orders/s, latency and CPU per order per process.
+fn checkout_table(backend: &str, result: &Value) -> String {
+    let processes = ["host", "account", "pgbouncer", "postgres", "load generator"];
+    let mut md = format!(
+        "\n### {backend}: checkout, orders/s and CPU per placed order\n\n\
+         One iteration of a shopper puts a line in the cart and checks out (only the checkout is timed). \
+         CPU: utime + stime of each process over the level (`/proc/<pid>/stat`), divided by the orders placed in it; \
+         postgres is the postmaster and its children (backends of other databases left out), the load generator is this process.\n\n\
+         | scenario | shoppers | orders | orders/s | p50 ms | p95 ms | p99 ms | 5xx | CPU ms/order: host | account | pgbouncer | postgres | load generator | total |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let empty = serde_json::Map::new();
+    let scenarios = result["scenarios"].as_object().unwrap_or(&empty);
+    for kind in ["spread", "hot"] {
+        let prefix = format!("checkout_{kind}_");
+        let mut levels: Vec<usize> = scenarios
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        levels.sort_unstable();
+        for level in levels {
+            let v = &scenarios[&format!("{prefix}{level}")];
+            let cpu = &v["cpu_ms_per_order"];
+            let cells: Vec<String> = processes
+                .iter()
+                .chain(std::iter::once(&"total"))
+                .map(|p| {
+                    cpu.get(*p).map_or_else(
+                        || "–".to_owned(),
+                        |x| format!("{:.2}", x.as_f64().unwrap_or(0.0)),
+                    )
+                })
+                .collect();
+            md.push_str(&format!(
+                "| {kind} | {level} | {} | {} | {} | {} | {} | {} | {} |\n",
+                v["orders"],
+                v["ok_per_s"],
+                v["p50_ms"],
+                v["p95_ms"],
+                v["p99_ms"],
+                v["errors_5xx"],
+                cells.join(" | ")
+            ));
+        }
+    }
+    md
+}
+
+/// What the host sent its database per order (the calibration pass).
+fn statements_table(backend: &str, statements: &Value) -> String {
+    if statements.is_null() {
+        return String::new();
+    }
+    let mut md = format!(
+        "\n### {backend}: statements the host sends per order\n\n\
+         A calibration pass on a system of its own, the host's database connections through a counting proxy \
+         (frontend messages: simple Query `Q` plus extended Execute `E` are statements; Parse `P` is a statement prepared on the server). \
+         Background while idle: {} statements/s ({} parses/s), counted in the figures below.\n\n\
+         | pass | orders | statements / order | of which Q | E | parses / order |\n|---|---|---|---|---|---|\n",
+        statements["idle_per_s"]["statements"], statements["idle_per_s"]["parse"]
+    );
+    let row = |name: &str, orders: &Value, v: &Value| {
+        format!(
+            "| {name} | {orders} | {} | {} | {} | {} |\n",
+            v["statements"], v["query"], v["execute"], v["parse"]
+        )
+    };
+    for level in [8, 32] {
+        let v = &statements[&format!("loop_{level}")];
+        if !v.is_null() {
+            md.push_str(&row(
+                &format!("{level} shoppers: put a line, check out (+ relay)"),
+                &v["orders"],
+                &v["per_order"],
+            ));
+        }
+    }
+    let split = &statements["split_8"];
+    if !split.is_null() {
+        md.push_str(&row(
+            "8 in lock step: per put",
+            &split["puts"],
+            &split["per_put"],
+        ));
+        md.push_str(&row(
+            "8 in lock step: per checkout request (+ relay)",
+            &split["checkouts"],
+            &split["per_checkout"],
+        ));
+        md.push_str(&row(
+            "8 in lock step: per order",
+            &split["orders"],
+            &split["per_order"],
+        ));
     }
     md
 }

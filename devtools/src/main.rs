@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod ceiling;
+mod cpu;
 mod seed;
 mod services;
 mod soak;
+mod wire;
 
 #[derive(Parser)]
 #[command(
@@ -37,9 +39,13 @@ enum Cmd {
         /// The full run (else the quick one).
         #[arg(long)]
         full: bool,
-        /// Only this backend: `postgres` or `sqlite`.
+        /// Only these backends (comma-separated): `postgres`, `pgbouncer`
+        /// (PostgreSQL through PgBouncer in transaction pooling), `sqlite`.
         #[arg(long)]
         backend: Option<String>,
+        /// Write `bench/results/<NAME>.{md,json}` instead of `quick` or `full`.
+        #[arg(long, value_name = "NAME")]
+        out: Option<String>,
         /// The built plugin components.
         #[arg(long)]
         plugins: PathBuf,
@@ -49,7 +55,7 @@ enum Cmd {
         /// How long, in minutes (at least 2).
         #[arg(long)]
         minutes: u64,
-        /// Only this backend: `postgres` or `sqlite`.
+        /// Only this backend: `postgres`, `pgbouncer` or `sqlite`.
         #[arg(long)]
         backend: Option<String>,
     },
@@ -61,8 +67,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             full,
             backend,
+            out,
             plugins,
-        } => bench::run(full, backend.as_deref(), &plugins),
+        } => bench::run(full, backend.as_deref(), out.as_deref(), &plugins),
         Cmd::Soak { minutes, backend } => soak::run(minutes, backend.as_deref()),
     };
     match result {
@@ -81,11 +88,28 @@ fn root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The backends a run measures: `--backend`, else both.
+/// The backends a run measures: `--backend` (one, or several separated by
+/// commas), else all three (PgBouncer when installed).
 fn backends(backend: Option<&str>) -> anyhow::Result<Vec<&str>> {
     Ok(match backend {
-        Some(b @ ("postgres" | "sqlite")) => vec![b],
-        Some(other) => anyhow::bail!("unknown backend {other}: postgres or sqlite"),
-        None => vec!["postgres", "sqlite"],
+        Some(list) => {
+            let mut chosen = Vec::new();
+            for b in list.split(',') {
+                match b {
+                    "postgres" | "pgbouncer" | "sqlite" => chosen.push(b),
+                    other => {
+                        anyhow::bail!("unknown backend {other}: postgres, pgbouncer or sqlite")
+                    }
+                }
+            }
+            chosen
+        }
+        None if services::pgbouncer_available() => vec!["postgres", "pgbouncer", "sqlite"],
+        None => {
+            eprintln!(
+                "pgbouncer is not installed: no run through it (Debian: apt install pgbouncer)"
+            );
+            vec!["postgres", "sqlite"]
+        }
     })
 }

@@ -118,6 +118,44 @@ impl Services {
         Ok(())
     }
 
+    /// Starts PgBouncer in transaction pooling mode in front of the
+    /// PostgreSQL at 127.0.0.1:5432, its configuration in `dir`, on a free
+    /// loopback port; the port, once it accepts connections.
+    pub fn start_pgbouncer(&mut self, dir: &Path) -> Result<u16> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = dir.join("pgbouncer.ini");
+        std::fs::write(dir.join("pgbouncer-users.txt"), "\"postgres\" \"\"\n")?;
+        std::fs::write(
+            &config,
+            pgbouncer_config(port, &dir.join("pgbouncer-users.txt")),
+        )?;
+        let mut cmd = Command::new("pgbouncer");
+        // PgBouncer refuses to run as root; it reads its files, then switches.
+        if is_root() {
+            cmd.args(["-u", "postgres"]);
+        }
+        cmd.arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd
+            .spawn()
+            .context("starting pgbouncer (Debian: apt install pgbouncer)")?;
+        self.running.push(("pgbouncer", child));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(name) = self.exited()? {
+                bail!("{name} exited during start-up");
+            }
+            if Instant::now() > deadline {
+                bail!("pgbouncer did not listen on port {port} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(port)
+    }
+
     /// The process id of each running service.
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
         self.running
@@ -228,4 +266,47 @@ Shopeezy is running on its embedded defaults (SQLite in ./data, in-process revoc
 \nThe README's walkthrough goes from there to an order.\n\
 \nCtrl-C stops everything.\n"
     );
+}
+
+/// Whether `pgbouncer` is on this machine.
+pub fn pgbouncer_available() -> bool {
+    Command::new("pgbouncer")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether this process runs as root (uid 0), from `/proc/self/status`.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().next().map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// PgBouncer's configuration for the bench: transaction pooling, every
+/// database of the local server, trust (loopback only), a pool as large as
+/// the host's, the start-up parameters sqlx sends that PgBouncer does not
+/// track ignored.
+fn pgbouncer_config(port: u16, users: &Path) -> String {
+    format!(
+        "[databases]\n\
+         * = host=127.0.0.1 port=5432\n\
+         [pgbouncer]\n\
+         listen_addr = 127.0.0.1\n\
+         listen_port = {port}\n\
+         unix_socket_dir =\n\
+         auth_type = trust\n\
+         auth_file = {}\n\
+         pool_mode = transaction\n\
+         max_client_conn = 1000\n\
+         default_pool_size = 20\n\
+         max_db_connections = 0\n\
+         ignore_startup_parameters = extra_float_digits,options,search_path\n",
+        users.display()
+    )
 }

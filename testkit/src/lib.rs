@@ -7,6 +7,8 @@
 //! - [`servers`]: the real PostgreSQL, Redis and RabbitMQ of the machine.
 //!   Without `CI`, a test whose server is unreachable is skipped with a
 //!   `SKIPPED` line; with `CI=true` it fails. [`TcpProxy`] cuts a link.
+//!   [`PgBouncer`] runs one in transaction pooling for a test;
+//!   `both_backends!(pgbouncer: …)` runs scenarios through it too.
 //! - [`account`] and [`host`]: the services' test configurations (built from
 //!   arguments only: a developer's `SHOPEEZY_*` variables are never read)
 //!   and the services started on them; [`Stack`] is the account service and
@@ -33,7 +35,7 @@ use std::time::Duration;
 pub use account::{ADMIN_EMAIL, ADMIN_PASSWORD, Accounts, PASSWORD, User};
 pub use host::{Stack, StackConfig};
 pub use http::{Reply, assert_problem, check_problem, id_of, send};
-pub use servers::{TcpProxy, TestDatabase, ci};
+pub use servers::{PgBouncer, TcpProxy, TestDatabase, ci};
 pub use storage::Storage;
 
 /// Which backends the services of a test run on.
@@ -52,8 +54,33 @@ pub enum Backend {
 /// same name holding one test per backend: `sqlite` ([`Backend::Embedded`])
 /// and `postgres` ([`Backend::Production`]), each on a multi-threaded
 /// runtime.
+///
+/// `both_backends!(pgbouncer: …)` adds a third test to each, `pgbouncer`:
+/// the production backend with its PostgreSQL databases reached through a
+/// PgBouncer of the test's own in transaction pooling mode
+/// ([`servers::through_pgbouncer`]; without `pgbouncer` installed it is
+/// skipped, and fails under `CI=true`).
 #[macro_export]
 macro_rules! both_backends {
+    (pgbouncer: $($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$scenario($crate::Backend::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$scenario($crate::Backend::Production).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn pgbouncer() {
+                $crate::servers::through_pgbouncer(super::$scenario($crate::Backend::Production))
+                    .await;
+            }
+        }
+    )+};
     ($($scenario:ident),+ $(,)?) => {$(
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

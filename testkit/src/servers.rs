@@ -116,6 +116,151 @@ impl Drop for TestDatabase {
     }
 }
 
+tokio::task_local! {
+    /// Set while a test runs [`through_pgbouncer`].
+    static THROUGH_PGBOUNCER: ();
+}
+
+/// Runs `test` (a scenario on [`Backend::Production`](crate::Backend)) with
+/// every PostgreSQL database its [`Storage`](crate::Storage) hands out
+/// reached through a PgBouncer of its own, in transaction pooling mode.
+/// `both_backends!(pgbouncer: …)` makes such a test.
+pub async fn through_pgbouncer<F: Future>(test: F) -> F::Output {
+    THROUGH_PGBOUNCER.scope((), test).await
+}
+
+/// Whether the current test runs [`through_pgbouncer`].
+pub fn pgbouncer_requested() -> bool {
+    THROUGH_PGBOUNCER.try_with(|()| ()).is_ok()
+}
+
+/// A `pgbouncer` process of one test, in front of the test PostgreSQL
+/// server: transaction pooling, every database (`* = host port`), trust
+/// authentication on a free loopback port, its configuration and log in a
+/// temporary folder. Stopped when dropped.
+#[derive(Debug)]
+pub struct PgBouncer {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+/// Server connections PgBouncer opens per database and user.
+const PGBOUNCER_POOL_SIZE: usize = 20;
+
+impl PgBouncer {
+    /// Starts one; `None` when `pgbouncer` is not installed (skipped, or
+    /// failing under CI). Run as root, it switches to the `postgres` user
+    /// (`-u postgres`; it refuses to run as root) once it has read its files.
+    pub async fn start() -> Option<Self> {
+        if let Err(e) = std::process::Command::new("pgbouncer")
+            .arg("--version")
+            .output()
+        {
+            return skip(
+                &format!("pgbouncer is not installed ({e}; Debian: apt install pgbouncer)"),
+                &format!("pgbouncer is required under CI=true but could not be run: {e}"),
+            );
+        }
+        let base = PgConnectOptions::from_str(&postgres_base_url())
+            .expect("SHOPEEZY_TEST_POSTGRES_URL is a PostgreSQL URL");
+        let dir = tempfile::Builder::new()
+            .prefix("shopeezy-pgbouncer-")
+            .tempdir()
+            .expect("a temporary folder");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let users = dir.path().join("users.txt");
+        std::fs::write(&users, format!("\"{}\" \"\"\n", base.get_username()))
+            .expect("PgBouncer's auth file is written");
+        let config = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &config,
+            format!(
+                "[databases]\n\
+                 * = host={host} port={server_port}\n\
+                 [pgbouncer]\n\
+                 listen_addr = 127.0.0.1\n\
+                 listen_port = {port}\n\
+                 unix_socket_dir =\n\
+                 auth_type = trust\n\
+                 auth_file = {users}\n\
+                 pool_mode = transaction\n\
+                 max_client_conn = 1000\n\
+                 default_pool_size = {PGBOUNCER_POOL_SIZE}\n\
+                 ignore_startup_parameters = extra_float_digits,options,search_path\n\
+                 log_connections = 0\n\
+                 log_disconnections = 0\n\
+                 log_stats = 0\n",
+                host = base.get_host(),
+                server_port = base.get_port(),
+                users = users.display(),
+            ),
+        )
+        .expect("PgBouncer's configuration is written");
+        // Its log goes to a file this process opens (PgBouncer may no
+        // longer be allowed to once it has switched users).
+        let log = std::fs::File::create(dir.path().join("pgbouncer.log")).expect("a log file");
+        let mut cmd = std::process::Command::new("pgbouncer");
+        if running_as_root() {
+            cmd.args(["-u", "postgres"]);
+        }
+        let mut child = cmd
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("the log file"))
+            .stderr(log)
+            .spawn()
+            .expect("pgbouncer starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let log =
+                    std::fs::read_to_string(dir.path().join("pgbouncer.log")).unwrap_or_default();
+                panic!("pgbouncer did not start listening on 127.0.0.1:{port} ({exited:?}): {log}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(Self { port, child, dir })
+    }
+
+    /// `database_url` (of the test server) reached through this PgBouncer,
+    /// with `pgbouncer=true` for the services.
+    pub fn url_for(&self, database_url: &str) -> String {
+        let url = url_via(database_url, &format!("127.0.0.1:{}", self.port));
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}pgbouncer=true")
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether this process runs as root (its real uid is 0).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            Some(uids.split_whitespace().next()? == "0")
+        })
+        .unwrap_or(false)
+}
+
 /// The Redis URL when Redis answers a PING; `None` when skipped.
 pub async fn reachable_redis() -> Option<String> {
     let url = redis_url();

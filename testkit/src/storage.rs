@@ -6,17 +6,22 @@ use std::sync::Mutex;
 use tempfile::TempDir;
 
 use crate::Backend;
-use crate::servers::{self, TestDatabase};
+use crate::servers::{self, PgBouncer, TestDatabase};
 
 /// One test's data: a fresh temporary folder (the SQLite files of the
 /// embedded backend, the services' data folders) and, on the production
-/// backend, the PostgreSQL databases made for it and the Redis it may use.
-/// Everything is removed when this is dropped (databases first, then the
-/// folder).
+/// backend, the PostgreSQL databases made for it (reached through a
+/// PgBouncer of its own in a test run
+/// [`through_pgbouncer`](servers::through_pgbouncer)) and the Redis it may
+/// use. Everything is removed when this is dropped (PgBouncer first, then
+/// the databases, then the folder).
 #[derive(Debug)]
 pub struct Storage {
     /// The backend the data lives on.
     pub backend: Backend,
+    /// The PgBouncer the databases are reached through, in a test run
+    /// [`through_pgbouncer`](servers::through_pgbouncer) (stopped first).
+    pub pgbouncer: Option<PgBouncer>,
     databases: Mutex<Vec<TestDatabase>>,
     redis_url: Option<String>,
     dir: TempDir,
@@ -34,8 +39,15 @@ impl Storage {
             Backend::Embedded => None,
             Backend::Production => Some(servers::reachable_redis().await?),
         };
+        let pgbouncer = match backend {
+            Backend::Production if servers::pgbouncer_requested() => {
+                Some(PgBouncer::start().await?)
+            }
+            _ => None,
+        };
         Some(Self {
             backend,
+            pgbouncer,
             databases: Mutex::new(Vec::new()),
             redis_url,
             dir,
@@ -55,7 +67,10 @@ impl Storage {
             Backend::Embedded => Some(format!("sqlite://{}/{name}.db", self.dir().display())),
             Backend::Production => {
                 let database = servers::fresh_postgres().await?;
-                let url = database.url.clone();
+                let url = match &self.pgbouncer {
+                    Some(pgbouncer) => pgbouncer.url_for(&database.url),
+                    None => database.url.clone(),
+                };
                 self.databases
                     .lock()
                     .expect("no test panicked holding the lock")

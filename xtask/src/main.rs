@@ -55,9 +55,14 @@ enum Cmd {
         /// The full run.
         #[arg(long)]
         full: bool,
-        /// Only this backend: `postgres` or `sqlite`.
+        /// Only these backends, comma-separated: `postgres`, `pgbouncer`
+        /// (PostgreSQL through PgBouncer, transaction pooling), `sqlite`;
+        /// default all three (`pgbouncer` when installed).
         #[arg(long)]
         backend: Option<String>,
+        /// Write `bench/results/<NAME>.{md,json}` instead of `quick`/`full`.
+        #[arg(long, value_name = "NAME", conflicts_with = "soak")]
+        out: Option<String>,
         /// Instead of the benchmarks, a steady checkout load for this many
         /// minutes, reporting each service's memory per 100,000 orders.
         #[arg(long, value_name = "MINUTES", conflicts_with_all = ["quick", "full"])]
@@ -99,8 +104,9 @@ fn main() -> ExitCode {
             quick: _,
             full,
             backend,
+            out,
             soak,
-        } => bench(full, backend.as_deref(), soak),
+        } => bench(full, backend.as_deref(), out.as_deref(), soak),
         Cmd::Plugins => {
             plugins::build(true).map(|dir| println!("plugins built into {}", dir.display()))
         }
@@ -372,7 +378,7 @@ fn plugin_run(component: &Path, hook: &str, input: &Path, config: Option<&str>) 
 
 /// Benchmarks measure what production runs: the release build (a build of
 /// its own, apart from the dev profile's of `run` and `test`).
-fn bench(full: bool, backend: Option<&str>, soak: Option<u64>) -> Result<()> {
+fn bench(full: bool, backend: Option<&str>, out: Option<&str>, soak: Option<u64>) -> Result<()> {
     let bin = build(true)?;
     let devtools = bin.join("shopeezy-devtools");
     let mut cmd = Command::new(&devtools);
@@ -391,6 +397,9 @@ fn bench(full: bool, backend: Option<&str>, soak: Option<u64>) -> Result<()> {
     }
     if let Some(b) = backend {
         cmd.args(["--backend", b]);
+    }
+    if let Some(name) = out {
+        cmd.args(["--out", name]);
     }
     status(&mut cmd)?;
     if full {

@@ -6,6 +6,7 @@ use uuid::Uuid;
 use crate::helpers::{Backend, id_of, spawn_app, without_times};
 
 both_backends!(
+    pgbouncer:
     a_seller_lists_a_product_anyone_can_find,
     search_filters_and_pages,
     search_takes_wildcards_literally,

@@ -5,6 +5,7 @@ use serde_json::json;
 use crate::helpers::{Backend, Reply, id_of, spawn_app};
 
 both_backends!(
+    pgbouncer:
     twenty_racing_retries_make_one_order,
     retries_racing_on_two_replicas_make_one_order,
     a_key_reused_for_a_different_cart_is_refused_and_writes_nothing,

@@ -17,6 +17,7 @@ use crate::helpers::{Api, Backend, Reply, User, assert_no_5xx, eventually, id_of
 use crate::plugin_helpers::{assert_ran, components, line_of};
 
 both_backends!(
+    pgbouncer:
     a_limited_code_raced_by_fifty_shoppers_is_used_exactly_its_cap,
     a_new_version_swapped_in_under_concurrent_checkouts_is_never_mixed,
     a_change_through_one_host_is_in_force_on_the_other_within_a_second,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::helpers::{Api, Backend, Reply, User, assert_no_5xx, id_of, spawn_app};
 
 both_backends!(
+    pgbouncer:
     two_hundred_shoppers_race_for_fifty_units,
     carts_filled_in_opposite_orders_never_deadlock,
     stock_is_conserved_while_orders_are_cancelled,
