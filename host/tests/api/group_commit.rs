@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::helpers::{Backend, Reply, TestApp, User, assert_no_5xx, id_of, spawn_app};
 
 both_backends!(
+    pgbouncer:
     each_checkout_of_a_batch_is_answered_on_its_own,
     an_order_that_fails_in_the_database_fails_alone,
 );
