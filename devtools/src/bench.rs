@@ -44,14 +44,14 @@ pub fn run(
         Plan {
             seconds: 20,
             levels: vec![1, 8, 32, 64],
-            hot_stock: 2000,
+            hot_stock: 6000,
             catalog: 1000,
         }
     } else {
         Plan {
             seconds: 5,
             levels: vec![1, 8, 32, 64],
-            hot_stock: 300,
+            hot_stock: 1500,
             catalog: 1000,
         }
     };

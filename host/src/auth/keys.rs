@@ -79,7 +79,7 @@ impl KeyRing {
         self.len() == 0
     }
 
-    fn known(&self, kid: &str) -> Option<Arc<Key>> {
+    pub(super) fn known(&self, kid: &str) -> Option<Arc<Key>> {
         self.keys
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
+use sha2::Digest;
 use shopeezy_proto::auth::v1 as pb;
 use shopeezy_proto::auth::v1::auth_service_client::AuthServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -46,12 +47,50 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The claims the host reads from an access token.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Claims {
     sub: Uuid,
     jti: Uuid,
     iat: u64,
+    exp: u64,
+    nbf: Option<u64>,
     role: String,
+}
+
+/// Tokens whose signature, issuer and audience were checked, by their
+/// SHA-256, so a shopper's next request costs a hash, not an Ed25519
+/// verification. Expiry, not-before, the key still being known and the
+/// revocation view are checked on every request, hit or not.
+#[derive(Debug, Default)]
+struct Verified {
+    tokens: std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, Claims)>>,
+}
+
+/// Most tokens [`Verified`] keeps; when full it starts again empty.
+const VERIFIED_MAX: usize = 65_536;
+
+impl Verified {
+    fn get(&self, digest: &[u8; 32]) -> Option<(String, Claims)> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.get(digest).cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], kid: String, claims: Claims) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if tokens.len() >= VERIFIED_MAX {
+            tokens.clear();
+        }
+        tokens.insert(digest, (kid, claims));
+    }
+}
+
+/// Whether `claims` are within their validity now (no leeway, as the
+/// account service checks them): not expired, not before their `nbf`.
+fn in_force(claims: &Claims) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    claims.exp >= now && claims.nbf.is_none_or(|nbf| nbf <= now)
 }
 
 impl Claims {
@@ -72,6 +111,7 @@ struct Inner {
     timeout: Duration,
     trusted_for: Duration,
     keys: KeyRing,
+    verified: Verified,
     view: View,
     /// Flipped when the view is first complete.
     synced: tokio::sync::watch::Sender<bool>,
@@ -102,6 +142,7 @@ impl AuthClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 keys: KeyRing::new(client.clone(), timeout),
+                verified: Verified::default(),
                 client,
                 timeout,
                 trusted_for,
@@ -130,6 +171,65 @@ impl AuthClient {
     }
 
     async fn verify(&self, token: &str) -> Result<Caller> {
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let claims = match self.inner.verified.get(&digest) {
+            Some((kid, claims)) if self.inner.keys.known(&kid).is_some() && in_force(&claims) => {
+                self.fresh_enough().await?;
+                claims
+            }
+            _ => {
+                let (kid, claims) = self.verify_signed(token).await?;
+                self.inner.verified.insert(digest, kid, claims.clone());
+                claims
+            }
+        };
+        let inner = &self.inner;
+        let role = inner
+            .view
+            .check(
+                claims.jti,
+                claims.sub,
+                claims.issued_at_ms(),
+                Role::from_account(&claims.role),
+            )
+            .map_err(|refusal| {
+                Error::Unauthenticated(
+                    match refusal {
+                        Refusal::Revoked => "the token has been revoked",
+                        Refusal::UserCutoff => "the token has been revoked (the user signed out everywhere, changed password or was deleted)",
+                    }
+                    .into(),
+                )
+            })?;
+        Ok(Caller {
+            id: claims.sub,
+            role,
+        })
+    }
+
+    /// Fails closed while there is no revocation view to trust (waiting a
+    /// moment for the first one right after a start).
+    async fn fresh_enough(&self) -> Result<()> {
+        let inner = &self.inner;
+        match inner.view.freshness(inner.trusted_for) {
+            Freshness::Live | Freshness::Stale(_) => Ok(()),
+            Freshness::Expired(_) => Err(Error::AuthUnavailable),
+            Freshness::NeverSynced => {
+                let mut synced = inner.synced.subscribe();
+                let waited =
+                    tokio::time::timeout(inner.timeout, synced.wait_for(|synced| *synced)).await;
+                if matches!(waited, Ok(Ok(_))) {
+                    Ok(())
+                } else {
+                    Err(Error::AuthUnavailable)
+                }
+            }
+        }
+    }
+
+    /// Checks the token's header, signature, issuer, audience and times;
+    /// its key id and claims.
+    async fn verify_signed(&self, token: &str) -> Result<(String, Claims)> {
         let inner = &self.inner;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Error::Unauthenticated("the token is malformed".into()))?;
@@ -139,20 +239,7 @@ impl AuthClient {
         }
         let kid = header.kid.ok_or_else(not_ours)?;
         // No view to trust, no token to accept (and no key fetch per request).
-        match inner.view.freshness(inner.trusted_for) {
-            Freshness::Live | Freshness::Stale(_) => {}
-            Freshness::Expired(_) => return Err(Error::AuthUnavailable),
-            Freshness::NeverSynced => {
-                // Just started: wait a moment for the first complete view
-                // rather than answer 503 to the first requests.
-                let mut synced = inner.synced.subscribe();
-                let waited =
-                    tokio::time::timeout(inner.timeout, synced.wait_for(|synced| *synced)).await;
-                if !matches!(waited, Ok(Ok(_))) {
-                    return Err(Error::AuthUnavailable);
-                }
-            }
-        }
+        self.fresh_enough().await?;
         let key = match inner.keys.get(&kid).await {
             Lookup::Found(key) => key,
             Lookup::Unknown => return Err(not_ours()),
@@ -178,27 +265,7 @@ impl AuthClient {
                     .into(),
                 )
             })?;
-        let role = inner
-            .view
-            .check(
-                claims.jti,
-                claims.sub,
-                claims.issued_at_ms(),
-                Role::from_account(&claims.role),
-            )
-            .map_err(|refusal| {
-                Error::Unauthenticated(
-                    match refusal {
-                        Refusal::Revoked => "the token has been revoked",
-                        Refusal::UserCutoff => "the token has been revoked (the user signed out everywhere, changed password or was deleted)",
-                    }
-                    .into(),
-                )
-            })?;
-        Ok(Caller {
-            id: claims.sub,
-            role,
-        })
+        Ok((kid, claims))
     }
 
     /// Whether tokens can be checked (`/readyz`): `Ok` with what the view

@@ -50,18 +50,17 @@ impl From<LineRow> for Line {
 /// statistics were young), and under SERIALIZABLE that scan takes a
 /// predicate lock on every product, so every concurrent checkout conflicts
 /// with every other (measured: 60 % of checkouts retried at 8 shoppers, 8 %
-/// with this form). Each row has the columns `extra` too (each starting
-/// with `, `).
-fn lines_with(postgres: bool, extra: &str) -> String {
+/// with this form).
+fn lines_sql(postgres: bool) -> String {
     if postgres {
         format!(
-            "SELECT {COLUMNS}, c.quantity{extra} FROM cart_items c
+            "SELECT {COLUMNS}, c.quantity FROM cart_items c
              CROSS JOIN LATERAL (SELECT * FROM products p WHERE p.id = c.product_id AND p.deleted_at IS NULL OFFSET 0) p
              WHERE c.user_id = $1 ORDER BY p.id"
         )
     } else {
         format!(
-            "SELECT {COLUMNS}, c.quantity{extra} FROM cart_items c JOIN products p ON p.id = c.product_id
+            "SELECT {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
              WHERE c.user_id = $1 AND p.deleted_at IS NULL ORDER BY p.id"
         )
     }
@@ -69,7 +68,7 @@ fn lines_with(postgres: bool, extra: &str) -> String {
 
 /// The lines of the carts of the users `$1` (an array; PostgreSQL only),
 /// by user and then product id, each product reached by its primary key as
-/// in [`lines_with`].
+/// in [`lines_sql`].
 pub(super) fn users_lines_sql() -> String {
     format!(
         "SELECT c.user_id, {COLUMNS}, c.quantity FROM cart_items c
@@ -90,52 +89,62 @@ pub(super) fn users_lines_sqlite(ids: &str) -> String {
     )
 }
 
-/// The codes of a user's cart, in the order they were entered.
-pub(super) const CODES_SQL: &str =
-    "SELECT code FROM cart_codes WHERE user_id = $1 ORDER BY added_at, code";
-
-/// A cart line with what else pricing needs of its user, the same on
-/// every row: the cart's codes and the user's count of orders.
-#[derive(sqlx::FromRow)]
+/// A cart line (none on the one row of an empty cart) with what else
+/// pricing needs of its user, the same on every row: the cart's codes and
+/// the user's count of orders.
 struct PricingRow {
-    #[sqlx(flatten)]
-    line: LineRow,
+    line: Option<LineRow>,
     codes: Json<Vec<String>>,
     placed: Option<i64>,
 }
 
-/// The user's cart and how many orders they placed (what pricing needs):
-/// one statement for a cart with lines, which carries the codes and the
-/// count on each row; two more for a cart without lines.
+macro_rules! pricing_row {
+    ($row:ty) => {
+        impl<'r> sqlx::FromRow<'r, $row> for PricingRow {
+            fn from_row(row: &'r $row) -> sqlx::Result<Self> {
+                use sqlx::Row;
+                let id: Option<Uuid> = row.try_get("id")?;
+                Ok(Self {
+                    line: id.map(|_| LineRow::from_row(row)).transpose()?,
+                    codes: row.try_get("codes")?,
+                    placed: row.try_get("placed")?,
+                })
+            }
+        }
+    };
+}
+pricing_row!(sqlx::postgres::PgRow);
+pricing_row!(sqlx::sqlite::SqliteRow);
+
+/// The user's cart and how many orders they placed (what pricing needs), in
+/// one statement: the lines (an empty cart gives one row without a line),
+/// each row carrying the codes and the count.
 pub async fn get(db: &Db, user_id: Uuid) -> Result<(Cart, i64)> {
     let postgres = db.is_postgres();
-    let codes = if postgres {
-        "(SELECT COALESCE(json_agg(code ORDER BY added_at, code), '[]') FROM cart_codes WHERE user_id = $1)"
+    let (codes, join) = if postgres {
+        (
+            "(SELECT COALESCE(json_agg(code ORDER BY added_at, code), '[]') FROM cart_codes WHERE user_id = $1)",
+            "LEFT JOIN LATERAL",
+        )
     } else {
-        "(SELECT json_group_array(code) FROM (SELECT code FROM cart_codes WHERE user_id = $1 ORDER BY added_at, code))"
+        (
+            "(SELECT json_group_array(code) FROM (SELECT code FROM cart_codes WHERE user_id = $1 ORDER BY added_at, code))",
+            "LEFT JOIN",
+        )
     };
-    let sql = lines_with(
-        postgres,
-        &format!(", {codes} AS codes, ({COUNT_SQL}) AS placed"),
+    let lines = lines_sql(postgres);
+    let sql = format!(
+        "SELECT l.*, {codes} AS codes, ({COUNT_SQL}) AS placed
+         FROM (SELECT 1) AS one {join} ({lines}) AS l ON true ORDER BY l.id"
     );
     let rows: Vec<PricingRow> =
         with_db!(db, pool => sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?);
-    let Some(first) = rows.first() else {
-        let (codes, placed): (Vec<String>, Option<i64>) = with_db!(db, pool => (
-            sqlx::query_scalar(CODES_SQL).bind(user_id).fetch_all(pool).await?,
-            sqlx::query_scalar(COUNT_SQL).bind(user_id).fetch_optional(pool).await?,
-        ));
-        return Ok((
-            Cart {
-                lines: Vec::new(),
-                codes,
-            },
-            placed.unwrap_or(0),
-        ));
-    };
-    let codes = first.codes.0.clone();
-    let placed = first.placed.unwrap_or(0);
-    let lines = rows.into_iter().map(|r| Line::from(r.line)).collect();
+    let codes = rows.first().map(|r| r.codes.0.clone()).unwrap_or_default();
+    let placed = rows.first().and_then(|r| r.placed).unwrap_or(0);
+    let lines = rows
+        .into_iter()
+        .filter_map(|r| r.line.map(Line::from))
+        .collect();
     Ok((Cart { lines, codes }, placed))
 }
 
