@@ -197,10 +197,12 @@ fn json_of<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
 }
 
 // Under SERIALIZABLE a sequential scan would take a predicate lock on the
-// whole table and make unrelated batches conflict: index scans only.
+// whole table and make unrelated batches conflict: index scans only. The
+// statements are planned once per connection (generic plans): a custom plan
+// per execution would plan the writing statement's ten CTEs for every
+// batch, for plans that never differ (index scans throughout).
 impl CheckoutTx for PgConnection {
-    const BEGIN: &'static str =
-        "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off";
+    const BEGIN: &'static str = "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan";
 
     async fn carts(&mut self, users: &[Uuid]) -> Result<HashMap<Uuid, Cart>> {
         let rows: Vec<carts::UserLineRow> = sqlx::query_as(&carts::users_lines_sql())
