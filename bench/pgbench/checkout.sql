@@ -10,9 +10,10 @@
 -- It needs `bench_catalog (n, id)`, the catalog's product ids numbered from
 -- 0 (the load generator picks a product the same way, from its own list).
 -- Each pgbench client is one shopper (a user id derived from client_id).
--- Statement for statement it follows host/src/http/cart.rs (put_item and
--- the priced view) and host/src/checkout.rs (precheck, advisory locks,
--- the SERIALIZABLE transaction); pgbench retries a serialization failure
+-- It is the naive form: one SERIALIZABLE transaction per order, statement
+-- for statement what the host sent before group commit (issue 12: the put,
+-- the priced view, the precheck, session advisory locks, the transaction),
+-- kept as the ceiling that group commit is measured against; pgbench retries a serialization failure
 -- like the host's retry loop (the host tries 20 times too). Not in it: the
 -- account service's token checks, the outbox relay (the services are
 -- stopped while it runs, so their pools leave PostgreSQL's connections to
