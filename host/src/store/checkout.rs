@@ -192,6 +192,23 @@ fn counter_arrays<'a>(
     out
 }
 
+/// The carts of a batch's users from their lines and codes (each in the
+/// order read).
+fn assemble_carts(
+    rows: Vec<carts::UserLineRow>,
+    codes: Vec<(Uuid, String)>,
+) -> HashMap<Uuid, Cart> {
+    let mut out: HashMap<Uuid, Cart> = HashMap::new();
+    for row in rows {
+        let (user, line) = row.into_parts();
+        out.entry(user).or_default().lines.push(line);
+    }
+    for (user, code) in codes {
+        out.entry(user).or_default().codes.push(code);
+    }
+    out
+}
+
 fn json_of<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| Error::Internal(e.into()))
 }
@@ -215,15 +232,7 @@ impl CheckoutTx for PgConnection {
         .bind(users)
         .fetch_all(&mut *self)
         .await?;
-        let mut out: HashMap<Uuid, Cart> = HashMap::new();
-        for row in rows {
-            let (user, line) = row.into_parts();
-            out.entry(user).or_default().lines.push(line);
-        }
-        for (user, code) in codes {
-            out.entry(user).or_default().codes.push(code);
-        }
-        Ok(out)
+        Ok(assemble_carts(rows, codes))
     }
 
     async fn stored_keys(
@@ -505,15 +514,7 @@ impl CheckoutTx for SqliteConnection {
         .bind(&ids)
         .fetch_all(&mut *self)
         .await?;
-        let mut out: HashMap<Uuid, Cart> = HashMap::new();
-        for row in rows {
-            let (user, line) = row.into_parts();
-            out.entry(user).or_default().lines.push(line);
-        }
-        for (user, code) in codes {
-            out.entry(user).or_default().codes.push(code);
-        }
-        Ok(out)
+        Ok(assemble_carts(rows, codes))
     }
 
     async fn stored_keys(

@@ -2,41 +2,16 @@
 //! answered on its own — a refused or failing order takes nothing and
 //! writes nothing, and the others in its batch are placed.
 
-use std::sync::Arc;
-
 use serde_json::Value;
-use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, Reply, TestApp, User, assert_no_5xx, id_of, spawn_app};
+use crate::helpers::{Backend, TestApp, User, assert_no_5xx, check_out_at_once, id_of, spawn_app};
 
 both_backends!(
     pgbouncer:
     each_checkout_of_a_batch_is_answered_on_its_own,
     an_order_that_fails_in_the_database_fails_alone,
 );
-
-/// Each `(user, key)` checks out at the same moment (released together by a
-/// barrier).
-async fn all_at_once(app: &TestApp, who: &[(User, String)]) -> Vec<Reply> {
-    let start = Arc::new(Barrier::new(who.len()));
-    let tasks: Vec<_> = who
-        .iter()
-        .map(|(user, key)| {
-            let api = (**app).clone();
-            let (user, key, start) = (user.clone(), key.clone(), start.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                api.checkout(&user, Some(&key), None).await
-            })
-        })
-        .collect();
-    let mut replies = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        replies.push(task.await.unwrap());
-    }
-    replies
-}
 
 fn key() -> String {
     format!("batch-{}", Uuid::new_v4())
@@ -95,7 +70,7 @@ async fn each_checkout_of_a_batch_is_answered_on_its_own(backend: Backend) {
         }
     }
 
-    let replies = all_at_once(&app, &who).await;
+    let replies = check_out_at_once(&app, &who).await;
 
     assert_no_5xx(&replies);
     let mut scarce_placed = 0;
@@ -163,7 +138,7 @@ async fn an_order_that_fails_in_the_database_fails_alone(backend: Backend) {
     poison_orders_of(&app, poisoned.id).await;
     let who: Vec<(User, String)> = shoppers.iter().map(|u| (u.clone(), key())).collect();
 
-    let replies = all_at_once(&app, &who).await;
+    let replies = check_out_at_once(&app, &who).await;
 
     for ((user, _), reply) in who.iter().zip(&replies) {
         if user.id == poisoned.id {

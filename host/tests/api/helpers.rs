@@ -442,6 +442,36 @@ impl TestApp {
     }
 }
 
+/// Each `(user, key)` checks out at the same moment (released together by
+/// a barrier); the replies in the same order.
+pub async fn check_out_at_once(api: &Api, who: &[(User, String)]) -> Vec<Reply> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(who.len()));
+    let tasks: Vec<_> = who
+        .iter()
+        .map(|(user, key)| {
+            let (api, user, key, start) = (api.clone(), user.clone(), key.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                api.checkout(&user, Some(&key), None).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
+}
+
+/// Every user checks out at the same moment, each with a key of its own.
+pub async fn check_out_all_at_once(api: &Api, users: &[User]) -> Vec<Reply> {
+    let who: Vec<(User, String)> = users
+        .iter()
+        .map(|u| (u.clone(), format!("race-{}", Uuid::new_v4())))
+        .collect();
+    check_out_at_once(api, &who).await
+}
+
 /// Asserts that none of `replies` is a 5xx, showing the first one that is.
 #[track_caller]
 pub fn assert_no_5xx(replies: &[Reply]) {

@@ -4,16 +4,16 @@
 //! one host process is in force on another on the same database within seconds (poll interval + compile).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::helpers::{Api, Backend, Reply, User, assert_no_5xx, eventually, id_of, spawn_app};
+use crate::helpers::{
+    Api, Backend, Reply, User, assert_no_5xx, check_out_all_at_once, eventually, id_of, spawn_app,
+};
 use crate::plugin_helpers::{assert_ran, components, line_of};
 
 both_backends!(
@@ -22,28 +22,6 @@ both_backends!(
     a_new_version_swapped_in_under_concurrent_checkouts_is_never_mixed,
     a_change_through_one_host_is_in_force_on_the_other_within_a_second,
 );
-
-/// Every user checks out at the same moment (released together by a
-/// barrier), each with a key of its own.
-async fn check_out_all_at_once(api: &Api, users: &[User]) -> Vec<Reply> {
-    let start = Arc::new(Barrier::new(users.len()));
-    let tasks: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let (api, user, start) = (api.clone(), user.clone(), start.clone());
-            tokio::spawn(async move {
-                let key = format!("race-{}", Uuid::new_v4());
-                start.wait().await;
-                api.checkout(&user, Some(&key), None).await
-            })
-        })
-        .collect();
-    let mut replies = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        replies.push(task.await.unwrap());
-    }
-    replies
-}
 
 async fn a_limited_code_raced_by_fifty_shoppers_is_used_exactly_its_cap(backend: Backend) {
     let Some([codes]) = components(["promo_codes"]) else {

@@ -1,13 +1,12 @@
 //! Many shoppers, little stock: checkout never oversells, never deadlocks and
 //! never answers 5xx, on either backend.
 
-use std::sync::Arc;
-
 use futures::StreamExt;
-use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::helpers::{Api, Backend, Reply, User, assert_no_5xx, id_of, spawn_app};
+use crate::helpers::{
+    Api, Backend, Reply, User, assert_no_5xx, check_out_all_at_once, id_of, spawn_app,
+};
 
 both_backends!(
     pgbouncer:
@@ -36,30 +35,6 @@ async fn fill_carts(api: &Api, carts: Vec<(User, Vec<Uuid>)>) {
     for reply in &replies {
         reply.expect(200);
     }
-}
-
-/// Every user checks out at the same moment (released together by a
-/// barrier), each with a key of its own.
-async fn check_out_all_at_once(api: &Api, users: &[User]) -> Vec<Reply> {
-    let start = Arc::new(Barrier::new(users.len()));
-    let tasks: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let api = api.clone();
-            let user = user.clone();
-            let start = start.clone();
-            tokio::spawn(async move {
-                let key = format!("race-{}", Uuid::new_v4());
-                start.wait().await;
-                api.checkout(&user, Some(&key), None).await
-            })
-        })
-        .collect();
-    let mut replies = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        replies.push(task.await.unwrap());
-    }
-    replies
 }
 
 fn with_status(replies: &[Reply], status: u16) -> Vec<&Reply> {
