@@ -262,10 +262,13 @@ async fn decide<C: CheckoutTx>(
         tx.lock_stock(&products).await?
     };
     let mut caps: HashMap<Counter, i64> = HashMap::new();
+    // Each checkout is decided on the cap it was priced with; the write's
+    // guard is the largest of them (a plugin's config may change between
+    // two pricings), so it never refuses what a decision allowed.
     for s in submissions {
         for (counter, cap) in counters(s) {
             let known = caps.entry(counter).or_insert(cap);
-            *known = (*known).min(cap);
+            *known = (*known).max(cap);
         }
     }
     let mut counter_list: Vec<Counter> = caps.keys().cloned().collect();
