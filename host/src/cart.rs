@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::domain::{Caller, Cart, Line, MAX_CODES, PricedCart, Quantity};
 use crate::error::{Error, Result, Shortage};
 use crate::pricing::{Customer, Pipeline};
-use crate::store::{carts, products, usage};
+use crate::store::{carts, usage};
 
 /// The carts, over the host's database and the pricing pipeline.
 #[derive(Debug, Clone)]
@@ -68,14 +68,13 @@ impl Carts {
             carts::remove(&self.db, caller.id, product_id).await?;
             return self.priced(caller).await;
         };
-        // The cart as it is (with its products and the count of orders), one
-        // read; the product from it when the line is there already.
-        let (mut cart, order_count) = carts::get(&self.db, caller.id).await?;
+        // The cart as it is (with its products and the count of orders) and
+        // the product when it is not in the cart yet: one read.
+        let (mut cart, order_count, wanted) =
+            carts::get_with_product(&self.db, caller.id, product_id).await?;
         let product = match cart.lines.iter().find(|l| l.product.id == product_id) {
             Some(line) => line.product.clone(),
-            None => products::get(&self.db, product_id)
-                .await?
-                .ok_or(Error::NotFound("product"))?,
+            None => wanted.ok_or(Error::NotFound("product"))?,
         };
         if quantity.get() > product.stock {
             return Err(Error::InsufficientStock(Shortage {

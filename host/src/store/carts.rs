@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::products::{COLUMNS, Row as ProductRow};
-use crate::domain::{Cart, Line, MAX_CODES};
+use crate::domain::{Cart, Line, MAX_CODES, Product};
 use crate::error::Result;
 
 #[derive(sqlx::FromRow)]
@@ -56,12 +56,12 @@ fn lines_sql(postgres: bool) -> String {
         format!(
             "SELECT {COLUMNS}, c.quantity FROM cart_items c
              CROSS JOIN LATERAL (SELECT * FROM products p WHERE p.id = c.product_id AND p.deleted_at IS NULL OFFSET 0) p
-             WHERE c.user_id = $1 ORDER BY p.id"
+             WHERE c.user_id = $1"
         )
     } else {
         format!(
             "SELECT {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
-             WHERE c.user_id = $1 AND p.deleted_at IS NULL ORDER BY p.id"
+             WHERE c.user_id = $1 AND p.deleted_at IS NULL"
         )
     }
 }
@@ -120,6 +120,28 @@ pricing_row!(sqlx::sqlite::SqliteRow);
 /// one statement: the lines (an empty cart gives one row without a line),
 /// each row carrying the codes and the count.
 pub async fn get(db: &Db, user_id: Uuid) -> Result<(Cart, i64)> {
+    let (cart, placed, _) = read(db, user_id, None).await?;
+    Ok((cart, placed))
+}
+
+/// As [`get`], with the product `product_id` (on sale) read in the same
+/// statement when it is not in the cart already: what a shopper setting a
+/// line needs.
+pub async fn get_with_product(
+    db: &Db,
+    user_id: Uuid,
+    product_id: Uuid,
+) -> Result<(Cart, i64, Option<Product>)> {
+    read(db, user_id, Some(product_id)).await
+}
+
+/// The cart, the count of orders, and `wanted` when it is on sale and not in
+/// the cart: it comes as a line of quantity 0 (a cart line's is at least 1).
+async fn read(
+    db: &Db,
+    user_id: Uuid,
+    wanted: Option<Uuid>,
+) -> Result<(Cart, i64, Option<Product>)> {
     let postgres = db.is_postgres();
     let (codes, join) = if postgres {
         (
@@ -135,17 +157,34 @@ pub async fn get(db: &Db, user_id: Uuid) -> Result<(Cart, i64)> {
     let lines = lines_sql(postgres);
     let sql = format!(
         "SELECT l.*, {codes} AS codes, ({COUNT_SQL}) AS placed
-         FROM (SELECT 1) AS one {join} ({lines}) AS l ON true ORDER BY l.id"
+         FROM (SELECT 1) AS one {join} (
+             {lines}
+             UNION ALL
+             SELECT {COLUMNS}, 0 AS quantity FROM products p
+             WHERE p.id = $2 AND p.deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM cart_items c WHERE c.user_id = $1 AND c.product_id = $2)
+         ) AS l ON true ORDER BY l.id"
     );
-    let rows: Vec<PricingRow> =
-        with_db!(db, pool => sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?);
+    let rows: Vec<PricingRow> = with_db!(db, pool => sqlx::query_as(&sql).bind(user_id).bind(wanted).fetch_all(pool).await?);
     let codes = rows.first().map(|r| r.codes.0.clone()).unwrap_or_default();
     let placed = rows.first().and_then(|r| r.placed).unwrap_or(0);
-    let lines = rows
-        .into_iter()
-        .filter_map(|r| r.line.map(Line::from))
-        .collect();
-    Ok((Cart { lines, codes }, placed))
+    let mut product = None;
+    let mut cart_lines = Vec::with_capacity(rows.len());
+    for line in rows.into_iter().filter_map(|r| r.line.map(Line::from)) {
+        if line.quantity == 0 {
+            product = Some(line.product);
+        } else {
+            cart_lines.push(line);
+        }
+    }
+    Ok((
+        Cart {
+            lines: cart_lines,
+            codes,
+        },
+        placed,
+        product,
+    ))
 }
 
 /// Sets a line's quantity (adding the line when new).
