@@ -155,17 +155,29 @@ async fn read(
         )
     };
     let lines = lines_sql(postgres);
-    let sql = format!(
-        "SELECT l.*, {codes} AS codes, ({COUNT_SQL}) AS placed
-         FROM (SELECT 1) AS one {join} (
-             {lines}
-             UNION ALL
+    let wanted_line = if wanted.is_some() {
+        format!(
+            "UNION ALL
              SELECT {COLUMNS}, 0 AS quantity FROM products p
              WHERE p.id = $2 AND p.deleted_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM cart_items c WHERE c.user_id = $1 AND c.product_id = $2)
-         ) AS l ON true ORDER BY l.id"
+               AND NOT EXISTS (SELECT 1 FROM cart_items c WHERE c.user_id = $1 AND c.product_id = $2)"
+        )
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT l.*, {codes} AS codes, ({COUNT_SQL}) AS placed
+         FROM (SELECT 1) AS one {join} ({lines} {wanted_line}) AS l ON true ORDER BY l.id"
     );
-    let rows: Vec<PricingRow> = with_db!(db, pool => sqlx::query_as(&sql).bind(user_id).bind(wanted).fetch_all(pool).await?);
+    let rows: Vec<PricingRow> = with_db!(db, pool => {
+        let query = sqlx::query_as(&sql).bind(user_id);
+        match wanted {
+            Some(id) => query.bind(id),
+            None => query,
+        }
+        .fetch_all(pool)
+        .await?
+    });
     let codes = rows.first().map(|r| r.codes.0.clone()).unwrap_or_default();
     let placed = rows.first().and_then(|r| r.placed).unwrap_or(0);
     let mut product = None;
