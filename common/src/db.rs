@@ -18,6 +18,7 @@
 //!   cannot be reached or cannot write, 507 when its disk is full.
 
 mod pgbouncer;
+pub mod pgbouncer_setup;
 
 use std::path::PathBuf;
 use std::str::FromStr;

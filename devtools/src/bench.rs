@@ -318,7 +318,7 @@ pub(crate) async fn start_with(backend: &str, count_statements: bool) -> Result<
             .find(|(k, _)| k == "SHOPEEZY_HOST_DATABASE_URL")
             .map(|(_, v)| v)
             .context("no host database")?;
-        let target = url_host_port(url);
+        let target = shopeezy_common::db::pgbouncer_setup::url_host_port(url);
         let (proxy, counts) = crate::wire::start(target.clone()).await?;
         *url = url.replacen(&target, &proxy, 1);
         url.push(if url.contains('?') { '&' } else { '?' });
@@ -360,16 +360,6 @@ pub(crate) async fn start_with(backend: &str, count_statements: bool) -> Result<
         counts,
         watched,
     })
-}
-
-/// `host:port` of a `postgres://user@host:port/db?…` URL.
-fn url_host_port(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-        .to_owned()
 }
 
 /// The names of the run's PostgreSQL databases.

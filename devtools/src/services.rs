@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use shopeezy_common::db::pgbouncer_setup;
+
 use crate::{root, seed};
 
 /// The embedded-default settings of the demo, overridable from the shell.
@@ -125,19 +127,9 @@ impl Services {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let config = dir.join("pgbouncer.ini");
-        std::fs::write(dir.join("pgbouncer-users.txt"), "\"postgres\" \"\"\n")?;
-        std::fs::write(
-            &config,
-            pgbouncer_config(port, &dir.join("pgbouncer-users.txt")),
-        )?;
-        let mut cmd = Command::new("pgbouncer");
-        // PgBouncer refuses to run as root; it reads its files, then switches.
-        if is_root() {
-            cmd.args(["-u", "postgres"]);
-        }
-        cmd.arg(&config)
-            .stdout(std::process::Stdio::null())
+        let config = pgbouncer_setup::write_config(dir, "127.0.0.1:5432", "postgres", port, 20)?;
+        let mut cmd = pgbouncer_setup::command(&config);
+        cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let child = cmd
             .spawn()
@@ -274,39 +266,4 @@ pub fn pgbouncer_available() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-/// Whether this process runs as root (uid 0), from `/proc/self/status`.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|rest| rest.split_whitespace().next().map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// PgBouncer's configuration for the bench: transaction pooling, every
-/// database of the local server, trust (loopback only), a pool as large as
-/// the host's, the start-up parameters sqlx sends that PgBouncer does not
-/// track ignored.
-fn pgbouncer_config(port: u16, users: &Path) -> String {
-    format!(
-        "[databases]\n\
-         * = host=127.0.0.1 port=5432\n\
-         [pgbouncer]\n\
-         listen_addr = 127.0.0.1\n\
-         listen_port = {port}\n\
-         unix_socket_dir =\n\
-         auth_type = trust\n\
-         auth_file = {}\n\
-         pool_mode = transaction\n\
-         max_client_conn = 1000\n\
-         default_pool_size = 20\n\
-         max_db_connections = 0\n\
-         ignore_startup_parameters = extra_float_digits,options,search_path\n",
-        users.display()
-    )
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use shopeezy_common::db::pgbouncer_setup;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::net::{TcpListener, TcpStream};
@@ -173,43 +174,20 @@ impl PgBouncer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let users = dir.path().join("users.txt");
-        std::fs::write(&users, format!("\"{}\" \"\"\n", base.get_username()))
-            .expect("PgBouncer's auth file is written");
-        let config = dir.path().join("pgbouncer.ini");
-        std::fs::write(
-            &config,
-            format!(
-                "[databases]\n\
-                 * = host={host} port={server_port}\n\
-                 [pgbouncer]\n\
-                 listen_addr = 127.0.0.1\n\
-                 listen_port = {port}\n\
-                 unix_socket_dir =\n\
-                 auth_type = trust\n\
-                 auth_file = {users}\n\
-                 pool_mode = transaction\n\
-                 max_client_conn = 1000\n\
-                 default_pool_size = {PGBOUNCER_POOL_SIZE}\n\
-                 ignore_startup_parameters = extra_float_digits,options,search_path\n\
-                 log_connections = 0\n\
-                 log_disconnections = 0\n\
-                 log_stats = 0\n",
-                host = base.get_host(),
-                server_port = base.get_port(),
-                users = users.display(),
-            ),
+        let server = format!("{}:{}", base.get_host(), base.get_port());
+        let config = pgbouncer_setup::write_config(
+            dir.path(),
+            &server,
+            base.get_username(),
+            port,
+            PGBOUNCER_POOL_SIZE,
         )
         .expect("PgBouncer's configuration is written");
         // Its log goes to a file this process opens (PgBouncer may no
         // longer be allowed to once it has switched users).
         let log = std::fs::File::create(dir.path().join("pgbouncer.log")).expect("a log file");
-        let mut cmd = std::process::Command::new("pgbouncer");
-        if running_as_root() {
-            cmd.args(["-u", "postgres"]);
-        }
+        let mut cmd = pgbouncer_setup::command(&config);
         let mut child = cmd
-            .arg(&config)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("the log file"))
             .stderr(log)
@@ -248,17 +226,6 @@ impl Drop for PgBouncer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether this process runs as root (its real uid is 0).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-            Some(uids.split_whitespace().next()? == "0")
-        })
-        .unwrap_or(false)
 }
 
 /// The Redis URL when Redis answers a PING; `None` when skipped.
@@ -360,15 +327,7 @@ impl TcpProxy {
     }
 }
 
-/// `host:port` of a `scheme://[user[:password]@]host:port[/path]` URL.
-pub fn url_host_port(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-        .to_owned()
-}
+pub use shopeezy_common::db::pgbouncer_setup::url_host_port;
 
 /// `url` with its `host:port` replaced by `host_port`, e.g. to reach a
 /// server through a [`TcpProxy`].
