@@ -157,48 +157,34 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// Set in the child process of [`the_environment_is_not_read`].
-    const CHILD: &str = "SHOPEEZY_CONFIG_TEST_CHILD";
-
     /// A developer's `SHOPEEZY_*` variables do not reach a configuration
-    /// parsed from arguments. Variables cannot be set in this process (other
-    /// tests run in it), so this test runs itself again in a child process
-    /// with some set, one of them to garbage.
+    /// parsed from arguments (checked in a child process with some set, one
+    /// of them to garbage).
     #[test]
     fn the_environment_is_not_read() {
-        if std::env::var_os(CHILD).is_some() {
-            assert!(
-                Config::try_parse_from(["shopeezy-account"]).is_err(),
-                "the garbage is in the environment"
-            );
-            let config =
-                Config::try_parse_args(["shopeezy-account"]).expect("the environment is not read");
-            assert_eq!(config.http_addr.to_string(), "127.0.0.1:8081");
-            assert_eq!(config.admin_email, None);
-            assert_eq!(config.events.amqp_url, None);
-            let config = Config::try_parse_args(["shopeezy-account", "--http-addr", "127.0.0.1:0"])
-                .expect("the arguments are read");
-            assert_eq!(config.http_addr.to_string(), "127.0.0.1:0");
+        let env = [
+            ("SHOPEEZY_ACCOUNT_HTTP_ADDR", "garbage"),
+            ("SHOPEEZY_ADMIN_EMAIL", "developer@example.com"),
+            ("SHOPEEZY_AMQP_URL", "amqp://developer@elsewhere"),
+        ];
+        if !shopeezy_common::config::in_child_with_env(
+            module_path!(),
+            "the_environment_is_not_read",
+            &env,
+        ) {
             return;
         }
-        let test = module_path!()
-            .split_once("::")
-            .map_or("", |(_, path)| path)
-            .to_owned()
-            + "::the_environment_is_not_read";
-        let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-            .args(["--exact", &test, "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("SHOPEEZY_ACCOUNT_HTTP_ADDR", "garbage")
-            .env("SHOPEEZY_ADMIN_EMAIL", "developer@example.com")
-            .env("SHOPEEZY_AMQP_URL", "amqp://developer@elsewhere")
-            .output()
-            .expect("the test binary runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "the child test failed or did not run: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
+            Config::try_parse_from(["shopeezy-account"]).is_err(),
+            "the garbage is in the environment"
         );
+        let config =
+            Config::try_parse_args(["shopeezy-account"]).expect("the environment is not read");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8081");
+        assert_eq!(config.admin_email, None);
+        assert_eq!(config.events.amqp_url, None);
+        let config = Config::try_parse_args(["shopeezy-account", "--http-addr", "127.0.0.1:0"])
+            .expect("the arguments are read");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:0");
     }
 }

@@ -173,51 +173,41 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// Set in the child process of [`the_environment_is_not_read`].
-    const CHILD: &str = "SHOPEEZY_CONFIG_TEST_CHILD";
-
     /// A developer's `SHOPEEZY_*` variables do not reach a configuration
-    /// parsed from arguments. Variables cannot be set in this process (other
-    /// tests run in it), so this test runs itself again in a child process
-    /// with some set, one of them to garbage.
+    /// parsed from arguments (checked in a child process with some set, one
+    /// of them to garbage).
     #[test]
     fn the_environment_is_not_read() {
-        if std::env::var_os(CHILD).is_some() {
-            assert!(
-                Config::try_parse_from(["shopeezy-host"]).is_err(),
-                "the garbage is in the environment"
-            );
-            let config =
-                Config::try_parse_args(["shopeezy-host"]).expect("the environment is not read");
-            assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
-            assert_eq!(config.database_url, "sqlite://data/host.db");
-            assert_eq!(config.events.amqp_url, None);
-            let config = Config::try_parse_args(["shopeezy-host", "--http-addr", "127.0.0.1:0"])
-                .expect("the arguments are read");
-            assert_eq!(config.http_addr.to_string(), "127.0.0.1:0");
-            return;
-        }
-        let test = module_path!()
-            .split_once("::")
-            .map_or("", |(_, path)| path)
-            .to_owned()
-            + "::the_environment_is_not_read";
-        let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-            .args(["--exact", &test, "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("SHOPEEZY_HOST_HTTP_ADDR", "garbage")
-            .env(
+        let env = [
+            ("SHOPEEZY_HOST_HTTP_ADDR", "garbage"),
+            (
                 "SHOPEEZY_HOST_DATABASE_URL",
                 "postgres://developer@elsewhere/shop",
-            )
-            .env("SHOPEEZY_AMQP_URL", "amqp://developer@elsewhere")
-            .output()
-            .expect("the test binary runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
+            ),
+            (
+                "SHOPEEZY_HOST_DATABASE_URL",
+                "postgres://developer@elsewhere/shop",
+            ),
+            ("SHOPEEZY_AMQP_URL", "amqp://developer@elsewhere"),
+        ];
+        if !shopeezy_common::config::in_child_with_env(
+            module_path!(),
+            "the_environment_is_not_read",
+            &env,
+        ) {
+            return;
+        }
         assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "the child test failed or did not run: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
+            Config::try_parse_from(["shopeezy-host"]).is_err(),
+            "the garbage is in the environment"
         );
+        let config =
+            Config::try_parse_args(["shopeezy-host"]).expect("the environment is not read");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://data/host.db");
+        assert_eq!(config.events.amqp_url, None);
+        let config = Config::try_parse_args(["shopeezy-host", "--http-addr", "127.0.0.1:0"])
+            .expect("the arguments are read");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:0");
     }
 }
