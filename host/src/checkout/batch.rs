@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Placed, Priced, answer, cart_fingerprint, order_from, same_pricing_inputs};
-use crate::domain::{Caller, Cart};
+use crate::domain::{Caller, Cart, Claim};
 use crate::error::{Error, Result, Shortage};
 use crate::store;
 use crate::store::checkout::{Batch, CheckoutTx, Counter, NewKey, StoredKey, Writes};
@@ -266,7 +266,7 @@ async fn decide<C: CheckoutTx>(
     // guard is the largest of them (a plugin's config may change between
     // two pricings), so it never refuses what a decision allowed.
     for s in submissions {
-        for (counter, cap) in counters(s) {
+        for (counter, cap, _) in counters(s) {
             let known = caps.entry(counter).or_insert(cap);
             *known = (*known).max(cap);
         }
@@ -328,17 +328,17 @@ async fn decide<C: CheckoutTx>(
         let wanted = counters(s);
         let mut this_order: HashMap<&Counter, i64> = HashMap::new();
         let mut unavailable = None;
-        for (i, (counter, cap)) in wanted.iter().enumerate() {
+        for (counter, cap, claim) in &wanted {
             let so_far = uses.get(counter).copied().unwrap_or(0);
             let mine = this_order.entry(counter).or_insert(0);
             if so_far + *mine >= *cap {
-                unavailable = Some(i);
+                unavailable = Some(*claim);
                 break;
             }
             *mine += 1;
         }
-        if let Some(i) = unavailable {
-            let label = s.priced.priced.adjustment_label(&claim_of(s, i));
+        if let Some(claim) = unavailable {
+            let label = s.priced.priced.adjustment_label(claim);
             answers.push(Err(Error::PromotionUnavailable { label }));
             continue;
         }
@@ -355,7 +355,7 @@ async fn decide<C: CheckoutTx>(
         }
         let order = order_from(user, s.priced.priced.clone(), s.priced.now);
         let body = serde_json::to_value(&order).map_err(|e| Error::Internal(e.into()))?;
-        for (counter, _) in &wanted {
+        for (counter, _, _) in &wanted {
             writes.order_uses.push((order.id, counter.clone()));
         }
         let key = StoredKey {
@@ -399,10 +399,11 @@ async fn decide<C: CheckoutTx>(
     Ok(answers)
 }
 
-/// The usage counters one checkout takes a use of, with their caps: per
-/// limited discount, its total and its per-customer counter, in the
-/// discounts' order (a counter twice takes two uses).
-fn counters(s: &Submission) -> Vec<(Counter, i64)> {
+/// The usage counters one checkout takes a use of, with their caps and the
+/// discount each is for: per limited discount, its total and its
+/// per-customer counter, in the discounts' order (a counter twice takes two
+/// uses).
+fn counters(s: &Submission) -> Vec<(Counter, i64, &Claim)> {
     let customer = s.caller.id.to_string();
     let mut out = Vec::new();
     for claim in s.priced.priced.claims() {
@@ -412,27 +413,12 @@ fn counters(s: &Submission) -> Vec<(Counter, i64)> {
                 claim.key.clone(),
                 store::usage::TOTAL.to_owned(),
             );
-            out.push((counter, i64::from(cap)));
+            out.push((counter, i64::from(cap), claim));
         }
         if let Some(cap) = claim.per_customer {
-            out.push((
-                (claim.plugin_id, claim.key.clone(), customer.clone()),
-                i64::from(cap),
-            ));
+            let counter = (claim.plugin_id, claim.key.clone(), customer.clone());
+            out.push((counter, i64::from(cap), claim));
         }
     }
     out
-}
-
-/// The discount whose counter is the `i`th of [`counters`].
-fn claim_of(s: &Submission, i: usize) -> crate::domain::Claim {
-    let mut n = 0;
-    for claim in s.priced.priced.claims() {
-        let here = usize::from(claim.total.is_some()) + usize::from(claim.per_customer.is_some());
-        if i < n + here {
-            return claim.clone();
-        }
-        n += here;
-    }
-    crate::domain::Claim::default()
 }
