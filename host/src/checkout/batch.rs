@@ -170,6 +170,16 @@ fn commit(
                     tracing::warn!(error = %e, "a checkout batch retries after a database fault");
                     backoff = backoff.max(FAULT_BACKOFF);
                 }
+                // Still gone: every checkout of the batch is answered 503
+                // `database_unavailable` now (split, each would wait for its
+                // own retries, one after the other).
+                Err(e) if is_fault(&e) => {
+                    tracing::warn!(error = %e, "a checkout batch gave up: the database is unreachable");
+                    return submissions
+                        .iter()
+                        .map(|_| Err(Error::Database(sqlx::Error::PoolClosed)))
+                        .collect();
+                }
                 // Anything else: one checkout's own failure must not fail
                 // the others. Alone, each gets its own answer.
                 Err(e) if submissions.len() > 1 => {
