@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use shopeezy_common::db::Db;
 use shopeezy_common::shutdown::Shutdown;
+use shopeezy_common::sql;
 use shopeezy_common::with_db;
 use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
@@ -129,8 +130,8 @@ impl Feed {
     pub async fn since(&self, after: i64) -> Result<Vec<LogEntry>> {
         let now = chrono::Utc::now().timestamp();
         Ok(with_db!(&self.db, pool => sqlx::query_as(
-            "SELECT seq, kind, subject, at_ms, role, expires_at, created_ms FROM revocation_log
-             WHERE seq > $1 AND expires_at > $2 ORDER BY seq",
+            sql!(pool, "SELECT seq, kind, subject, at_ms, role, expires_at, created_ms FROM revocation_log
+             WHERE seq > $1 AND expires_at > $2 ORDER BY seq"),
         )
         .bind(after)
         .bind(now)
@@ -141,7 +142,7 @@ impl Feed {
     /// The highest `seq` in the log now (0 when empty).
     pub async fn max_seq(&self) -> Result<i64> {
         Ok(with_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) FROM revocation_log",
+            sql!(pool, "SELECT COALESCE(MAX(seq), 0) FROM revocation_log"),
         )
         .fetch_one(pool)
         .await?))
@@ -204,14 +205,14 @@ impl Tail {
     async fn start(db: &Db) -> Result<Self> {
         let settled_before = now_ms() - REREAD_WINDOW_MS;
         let (high, settled): (i64, i64) = with_db!(db, pool => sqlx::query_as(
-            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM revocation_log),
-                    (SELECT COALESCE(MAX(seq), 0) FROM revocation_log WHERE created_ms <= $1)",
+            sql!(pool, "SELECT (SELECT COALESCE(MAX(seq), 0) FROM revocation_log),
+                    (SELECT COALESCE(MAX(seq), 0) FROM revocation_log WHERE created_ms <= $1)"),
         )
         .bind(settled_before)
         .fetch_one(pool)
         .await?);
         let recent: Vec<(i64, i64)> = with_db!(db, pool => sqlx::query_as(
-            "SELECT seq, created_ms FROM revocation_log WHERE created_ms > $1",
+            sql!(pool, "SELECT seq, created_ms FROM revocation_log WHERE created_ms > $1"),
         )
         .bind(settled_before)
         .fetch_all(pool)
@@ -229,8 +230,8 @@ impl Tail {
     async fn poll(&mut self, db: &Db, out: &broadcast::Sender<Arc<LogEntry>>) -> Result<()> {
         let now = now_ms();
         let rows: Vec<LogEntry> = with_db!(db, pool => sqlx::query_as(
-            "SELECT seq, kind, subject, at_ms, role, expires_at, created_ms FROM revocation_log
-             WHERE seq > $1 OR created_ms > $2 ORDER BY seq",
+            sql!(pool, "SELECT seq, kind, subject, at_ms, role, expires_at, created_ms FROM revocation_log
+             WHERE seq > $1 OR created_ms > $2 ORDER BY seq"),
         )
         .bind(self.position.high)
         .bind(now - REREAD_WINDOW_MS)

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shopeezy_common::db::Db;
+use shopeezy_common::sql;
 use shopeezy_common::with_db;
 use uuid::Uuid;
 
@@ -318,7 +319,8 @@ fn ttl_until(expires_at: i64) -> u64 {
     u64::try_from(expires_at.saturating_sub(now_secs())).map_or(1, |secs| secs.max(1))
 }
 
-/// The revocation tables. Every query reads the same on both backends.
+/// The revocation tables. Every query reads the same on every backend but
+/// the two upserts, which MySQL writes `ON DUPLICATE KEY UPDATE`.
 mod db {
     use super::*;
 
@@ -326,16 +328,23 @@ mod db {
     pub(super) async fn insert_token(db: &Db, jti: Uuid, expires_at: i64) -> Result<()> {
         with_db!(db, pool => {
             let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            // MySQL's plain INSERT fails on the key where the others do
+            // nothing: a token revoked before.
+            let inserted = match sqlx::query(
+                sql!(pool, "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+                     mysql: "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)"),
             )
             .bind(jti)
             .bind(expires_at)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await
+            {
+                Ok(done) => done.rows_affected(),
+                Err(e) if shopeezy_common::db::unique_violation(&e).is_some() => 0,
+                Err(e) => return Err(e.into()),
+            };
             if inserted > 0 {
-                sqlx::query(LOG_INSERT)
+                sqlx::query(sql!(pool, LOG_INSERT))
                     .bind("token")
                     .bind(jti)
                     .bind(None::<i64>)
@@ -360,19 +369,23 @@ mod db {
         with_db!(db, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
-            "INSERT INTO revoked_users (user_id, cutoff_ms, expires_at) VALUES ($1, $2, $3)
+            sql!(pool, "INSERT INTO revoked_users (user_id, cutoff_ms, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (user_id) DO UPDATE SET
                cutoff_ms = CASE WHEN excluded.cutoff_ms > revoked_users.cutoff_ms
                                 THEN excluded.cutoff_ms ELSE revoked_users.cutoff_ms END,
                expires_at = CASE WHEN excluded.expires_at > revoked_users.expires_at
                                  THEN excluded.expires_at ELSE revoked_users.expires_at END",
+                 mysql: "INSERT INTO revoked_users (user_id, cutoff_ms, expires_at) VALUES (?, ?, ?)
+             ON DUPLICATE KEY UPDATE
+               cutoff_ms = GREATEST(cutoff_ms, VALUES(cutoff_ms)),
+               expires_at = GREATEST(expires_at, VALUES(expires_at))"),
         )
         .bind(user_id)
         .bind(cutoff_ms)
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-            sqlx::query(LOG_INSERT)
+            sqlx::query(sql!(pool, LOG_INSERT))
                 .bind("user")
                 .bind(user_id)
                 .bind(Some(cutoff_ms))
@@ -389,8 +402,8 @@ mod db {
     /// Whether the token is revoked by itself, and its user's cutoff.
     pub(super) async fn lookup(db: &Db, jti: Uuid, user_id: Uuid) -> Result<(bool, Option<i64>)> {
         let (tokens, cutoff): (i64, Option<i64>) = with_db!(db, pool => sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1),
-                    (SELECT cutoff_ms FROM revoked_users WHERE user_id = $2)",
+            sql!(pool, "SELECT (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1),
+                    (SELECT cutoff_ms FROM revoked_users WHERE user_id = $2)"),
         )
         .bind(jti)
         .bind(user_id)
@@ -407,10 +420,11 @@ mod db {
         limit: i64,
     ) -> Result<Vec<(Uuid, i64)>> {
         Ok(with_db!(db, pool => sqlx::query_as(
-            "SELECT jti, expires_at FROM revoked_tokens
-             WHERE expires_at > $1 AND ($2 IS NULL OR jti > $2) ORDER BY jti LIMIT $3",
+            sql!(pool, "SELECT jti, expires_at FROM revoked_tokens
+             WHERE expires_at > $1 AND ($2 IS NULL OR jti > $3) ORDER BY jti LIMIT $4"),
         )
         .bind(now)
+        .bind(after)
         .bind(after)
         .bind(limit)
         .fetch_all(pool)
@@ -425,10 +439,11 @@ mod db {
         limit: i64,
     ) -> Result<Vec<(Uuid, i64, i64)>> {
         Ok(with_db!(db, pool => sqlx::query_as(
-            "SELECT user_id, cutoff_ms, expires_at FROM revoked_users
-             WHERE expires_at > $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
+            sql!(pool, "SELECT user_id, cutoff_ms, expires_at FROM revoked_users
+             WHERE expires_at > $1 AND ($2 IS NULL OR user_id > $3) ORDER BY user_id LIMIT $4"),
         )
         .bind(now)
+        .bind(after)
         .bind(after)
         .bind(limit)
         .fetch_all(pool)
@@ -438,17 +453,17 @@ mod db {
     /// Deletes expired rows; how many.
     pub(super) async fn prune(db: &Db, now: i64) -> Result<u64> {
         let deleted = with_db!(db, pool => {
-            let tokens = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
+            let tokens = sqlx::query(sql!(pool, "DELETE FROM revoked_tokens WHERE expires_at <= $1"))
                 .bind(now)
                 .execute(pool)
                 .await?
                 .rows_affected();
-            let users = sqlx::query("DELETE FROM revoked_users WHERE expires_at <= $1")
+            let users = sqlx::query(sql!(pool, "DELETE FROM revoked_users WHERE expires_at <= $1"))
                 .bind(now)
                 .execute(pool)
                 .await?
                 .rows_affected();
-            let log = sqlx::query("DELETE FROM revocation_log WHERE expires_at <= $1")
+            let log = sqlx::query(sql!(pool, "DELETE FROM revocation_log WHERE expires_at <= $1"))
                 .bind(now)
                 .execute(pool)
                 .await?

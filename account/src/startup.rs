@@ -34,6 +34,7 @@ const MIGRATIONS: Migrations<'static> = Migrations {
         "account/sqlite",
         ["0001_users", "0002_revocations", "0003_revocation_log"]
     ),
+    mysql: shopeezy_common::embed_migrations!("account/mysql", ["0001_schema"]),
 };
 
 /// How often expired revocations are deleted from the database.

@@ -5,6 +5,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use shopeezy_common::db::{Db, unique_violation};
 use shopeezy_common::outbox::Event;
+use shopeezy_common::sql;
 use shopeezy_common::{insert_event, with_db};
 use uuid::Uuid;
 
@@ -96,7 +97,12 @@ impl TryFrom<Row> for User {
     }
 }
 
-const COLUMNS: &str = "id, name, username, email, password_hash, role, created_at, updated_at";
+/// The columns of [`Row`], as a literal for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, name, username, email, password_hash, role, created_at, updated_at"
+    };
+}
 
 fn users(rows: Vec<Row>) -> Result<Vec<User>> {
     rows.into_iter().map(User::try_from).collect()
@@ -162,7 +168,7 @@ pub async fn create(db: &Db, new: NewUser) -> Result<User> {
     let event = registered_event(&user);
     with_db!(db, pool => {
         let mut tx = pool.begin().await?;
-        sqlx::query(&format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+        sqlx::query(sql!(pool, concat!("INSERT INTO users (", columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")))
             .bind(user.id)
             .bind(&user.name)
             .bind(&user.username)
@@ -197,20 +203,23 @@ fn registered_event(user: &User) -> Event {
     )
 }
 
+const BY_ID_SQL: &str = concat!("SELECT ", columns!(), " FROM users WHERE id = $1");
+
 /// The user with this id.
 pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<User>> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-    let row: Option<Row> =
-        with_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+    let row: Option<Row> = with_db!(db, pool => sqlx::query_as(sql!(pool, BY_ID_SQL)).bind(id).fetch_optional(pool).await?);
     row.map(User::try_from).transpose()
 }
 
 /// The user whose email or username is `login` (compared lower-cased).
 pub async fn by_login(db: &Db, login: &str) -> Result<Option<User>> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1 OR username = $1");
+    const SQL: &str = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE email = $1 OR username = $2"
+    );
     let login = login.trim().to_lowercase();
-    let row: Option<Row> =
-        with_db!(db, pool => sqlx::query_as(&sql).bind(&login).fetch_optional(pool).await?);
+    let row: Option<Row> = with_db!(db, pool => sqlx::query_as(sql!(pool, SQL)).bind(&login).bind(&login).fetch_optional(pool).await?);
     row.map(User::try_from).transpose()
 }
 
@@ -220,7 +229,7 @@ pub async fn by_ids(db: &Db, ids: &[Uuid]) -> Result<Vec<User>> {
         return Ok(Vec::new());
     }
     let rows: Vec<Row> = with_db!(db, pool => {
-        let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM users WHERE id IN ("));
+        let mut q = sqlx::QueryBuilder::new(concat!("SELECT ", columns!(), " FROM users WHERE id IN ("));
         let mut list = q.separated(", ");
         for id in ids {
             list.push_bind(*id);
@@ -239,38 +248,58 @@ pub async fn list(
     role: Option<Role>,
     limit: u32,
 ) -> Result<Vec<User>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM users WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR role = $2) ORDER BY id LIMIT $3"
+    const SQL: &str = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE ($1 IS NULL OR id > $2) AND ($3 IS NULL OR role = $4) ORDER BY id LIMIT $5"
     );
     let role = role.map(Role::as_str);
-    let rows: Vec<Row> = with_db!(db, pool => sqlx::query_as(&sql).bind(after).bind(role).bind(i64::from(limit)).fetch_all(pool).await?);
+    let rows: Vec<Row> = with_db!(db, pool => sqlx::query_as(sql!(pool, SQL)).bind(after).bind(after).bind(role).bind(role).bind(i64::from(limit)).fetch_all(pool).await?);
     users(rows)
 }
 
 /// Applies `changes` to the user; `None` when there is no such user.
 pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<User>> {
-    let sql = format!(
-        "UPDATE users SET name = COALESCE($2, name), username = COALESCE($3, username), email = COALESCE($4, email),
-         password_hash = COALESCE($5, password_hash), role = COALESCE($6, role), updated_at = $7
-         WHERE id = $1 RETURNING {COLUMNS}"
-    );
-    let row: Option<Row> = with_db!(db, pool => sqlx::query_as(&sql)
-        .bind(id)
-        .bind(changes.name.as_ref().map(Name::as_str))
-        .bind(changes.username.as_ref().map(Username::as_str))
-        .bind(changes.email.as_ref().map(Email::as_str))
-        .bind(changes.password_hash.as_deref())
-        .bind(changes.role.map(Role::as_str))
-        .bind(Utc::now())
-        .fetch_optional(pool)
-        .await
-        .map_err(conflict)?);
+    // MariaDB's UPDATE returns no rows: there, the row is read back in the
+    // same transaction.
+    macro_rules! set {
+        () => {
+            "UPDATE users SET name = COALESCE($1, name), username = COALESCE($2, username), email = COALESCE($3, email),
+             password_hash = COALESCE($4, password_hash), role = COALESCE($5, role), updated_at = $6
+             WHERE id = $7"
+        };
+    }
+    let returning = !db.is_mysql();
+    let row: Option<Row> = with_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let update = if returning {
+            sql!(pool, concat!(set!(), " RETURNING ", columns!()))
+        } else {
+            sql!(pool, set!())
+        };
+        let query = sqlx::query_as(update)
+            .bind(changes.name.as_ref().map(Name::as_str))
+            .bind(changes.username.as_ref().map(Username::as_str))
+            .bind(changes.email.as_ref().map(Email::as_str))
+            .bind(changes.password_hash.as_deref())
+            .bind(changes.role.map(Role::as_str))
+            .bind(Utc::now())
+            .bind(id);
+        let row = if returning {
+            query.fetch_optional(&mut *tx).await.map_err(conflict)?
+        } else {
+            query.fetch_optional(&mut *tx).await.map_err(conflict)?;
+            sqlx::query_as(sql!(pool, BY_ID_SQL)).bind(id).fetch_optional(&mut *tx).await?
+        };
+        tx.commit().await?;
+        row
+    });
     row.map(User::try_from).transpose()
 }
 
 /// Deletes the user; whether there was one.
 pub async fn delete(db: &Db, id: Uuid) -> Result<bool> {
-    let done = with_db!(db, pool => sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(pool).await?.rows_affected());
+    let done = with_db!(db, pool => sqlx::query(sql!(pool, "DELETE FROM users WHERE id = $1")).bind(id).execute(pool).await?.rows_affected());
     Ok(done > 0)
 }
 
@@ -288,8 +317,12 @@ pub async fn change_role(
     role: Role,
     token_ttl_secs: u64,
 ) -> Result<Option<User>> {
-    let sql =
-        format!("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING {COLUMNS}");
+    macro_rules! set {
+        () => {
+            "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3"
+        };
+    }
+    let returning = !db.is_mysql();
     let now_ms = crate::revocation::now_ms();
     let at_ms = now_ms + ROLE_CHANGE_GRACE_MS;
     let expires_at = at_ms / 1000 + i64::try_from(token_ttl_secs).unwrap_or(i64::MAX / 2) + 60;
@@ -297,14 +330,20 @@ pub async fn change_role(
         let mut tx = pool.begin().await?;
         // The row lock taken here orders concurrent changes of one user: the
         // later one's log entry gets the higher sequence number.
-        let row: Option<Row> = sqlx::query_as(&sql)
-            .bind(id)
-            .bind(role.as_str())
-            .bind(Utc::now())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let update = if returning {
+            sql!(pool, concat!(set!(), " RETURNING ", columns!()))
+        } else {
+            sql!(pool, set!())
+        };
+        let query = sqlx::query_as(update).bind(role.as_str()).bind(Utc::now()).bind(id);
+        let row: Option<Row> = if returning {
+            query.fetch_optional(&mut *tx).await?
+        } else {
+            query.fetch_optional(&mut *tx).await?;
+            sqlx::query_as(sql!(pool, BY_ID_SQL)).bind(id).fetch_optional(&mut *tx).await?
+        };
         if row.is_some() {
-            sqlx::query(crate::revocation::LOG_INSERT)
+            sqlx::query(sql!(pool, crate::revocation::LOG_INSERT))
                 .bind("role")
                 .bind(id)
                 .bind(Some(at_ms))

@@ -1,6 +1,17 @@
-//! Databases: a service runs on SQLite (the embedded default) or PostgreSQL,
-//! chosen by its URL. Queries that read the same on both are written once with
-//! [`with_db!`](crate::with_db); the rest live in each store's backend module.
+//! Databases: a service runs on SQLite (the embedded default), PostgreSQL or
+//! MySQL/MariaDB, chosen by its URL. Queries that read the same on all three
+//! are written once with [`with_db!`](crate::with_db) and
+//! [`sql!`](crate::sql) (which gives MySQL its `?` placeholders at compile
+//! time); the rest live in each store's backend module.
+//!
+//! MySQL is used in one shape: databases created `utf8mb4` with the
+//! `utf8mb4_uca1400_nopad_as_cs` collation (case, accents and trailing
+//! spaces count, as on the other two; see [`MYSQL_COLLATION`]), sessions in UTC, with
+//! `ANSI_QUOTES`, `PIPES_AS_CONCAT` and `NO_BACKSLASH_ESCAPES` (`"name"`
+//! is an identifier, `||` concatenates and `'\'` is a backslash, as on the
+//! other two) and `READ COMMITTED` (PostgreSQL's
+//! default: a plain read sees what committed before it; what must not
+//! change under a transaction is read with `FOR UPDATE`).
 //!
 //! Faults are answered, not suffered:
 //! - **PostgreSQL out of reach.** A watcher keeps one connection of its own
@@ -17,6 +28,7 @@
 //! - [`failure_problem`] answers each kind of failure: 503 when the database
 //!   cannot be reached or cannot write, 507 when its disk is full.
 
+pub mod dialect;
 mod pgbouncer;
 pub mod pgbouncer_setup;
 
@@ -28,29 +40,32 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::pool::PoolConnectionMetadata;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Executor, MySqlPool, PgPool, SqlitePool};
 
-/// A service's database: the pool of one of the two backends, and what is
+/// A service's database: the pool of one of the three backends, and what is
 /// known of its health.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
     /// A closed pool of the same backend, handed out while the server is out
-    /// of reach (PostgreSQL only).
+    /// of reach (PostgreSQL and MySQL).
     tripped: Option<Pool>,
     health: Arc<Health>,
 }
 
-/// A pool on one of the two backends.
+/// A pool on one of the three backends.
 #[derive(Debug, Clone)]
 pub enum Pool {
     /// PostgreSQL, for production.
     Postgres(PgPool),
     /// SQLite, the embedded default.
     Sqlite(SqlitePool),
+    /// MySQL or MariaDB (InnoDB), for production.
+    MySql(MySqlPool),
 }
 
 /// Runs `$body` with `$pool` bound to the pool of whichever backend `$db` is.
@@ -62,6 +77,7 @@ macro_rules! with_db {
         match $crate::db::Db::pool($db) {
             $crate::db::Pool::Postgres($pool) => $body,
             $crate::db::Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::MySql($pool) => $body,
         }
     };
 }
@@ -80,6 +96,8 @@ pub struct Migrations<'a> {
     pub postgres: &'a [Embedded],
     /// For SQLite.
     pub sqlite: &'a [Embedded],
+    /// For MySQL/MariaDB.
+    pub mysql: &'a [Embedded],
 }
 
 /// `&[Embedded]` of the named files of `migrations/<dir>/` (relative to the
@@ -99,7 +117,7 @@ macro_rules! embed_migrations {
 
 impl Migrations<'_> {
     /// What differs between these lists and the files of
-    /// `migrations/<service>/{postgres,sqlite}/` under `root` (the
+    /// `migrations/<service>/{postgres,sqlite,mysql}/` under `root` (the
     /// repository): each `.sql` file not embedded and each name that is no
     /// file, as `backend/name`. Empty when they agree.
     pub fn unembedded(
@@ -108,7 +126,11 @@ impl Migrations<'_> {
         service: &str,
     ) -> std::io::Result<Vec<String>> {
         let mut differ = Vec::new();
-        for (backend, embedded) in [("postgres", self.postgres), ("sqlite", self.sqlite)] {
+        for (backend, embedded) in [
+            ("postgres", self.postgres),
+            ("sqlite", self.sqlite),
+            ("mysql", self.mysql),
+        ] {
             let mut files = Vec::new();
             for entry in std::fs::read_dir(root.join("migrations").join(service).join(backend))? {
                 let name = entry?.file_name().to_string_lossy().into_owned();
@@ -295,9 +317,9 @@ const WATCH_TIMEOUT: Duration = Duration::from_secs(1);
 const TRIP_AFTER: u32 = 2;
 
 impl Db {
-    /// Connects to `url` (`postgres://…` or `sqlite://…`), creating the
-    /// database (or the SQLite file and its folder) when missing, and applies
-    /// the service's migrations.
+    /// Connects to `url` (`postgres://…`, `mysql://…`/`mariadb://…` or
+    /// `sqlite://…`), creating the database (or the SQLite file and its
+    /// folder) when missing, and applies the service's migrations.
     pub async fn connect(
         url: &str,
         max_connections: u32,
@@ -316,10 +338,38 @@ impl Db {
             let tripped = PgPoolOptions::new().connect_lazy_with(options.clone());
             tripped.close().await;
             migrate_postgres(&pool, migrations.postgres).await?;
-            watch_postgres(options, Arc::downgrade(&health), pool.clone());
+            watch::<sqlx::PgConnection>(options, Arc::downgrade(&health), pool.clone());
             Self {
                 pool: Pool::Postgres(pool),
                 tripped: Some(Pool::Postgres(tripped)),
+                health,
+            }
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let options = mysql_options(url)?;
+            create_mysql_database(&options).await?;
+            let pool = MySqlPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(MYSQL_SESSION).await?;
+                        Ok(())
+                    })
+                })
+                .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+                .connect_with(options.clone())
+                .await?;
+            let tripped = MySqlPoolOptions::new().connect_lazy_with(options.clone());
+            tripped.close().await;
+            // sqlx's MySQL migrator holds a named lock (`GET_LOCK`) while it
+            // runs, so services starting together apply each migration once.
+            // MySQL commits DDL as it runs it: a migration that fails half
+            // way is not undone, and is refused again at the next start.
+            migrator(migrations.mysql).await?.run(&pool).await?;
+            watch::<sqlx::MySqlConnection>(options, Arc::downgrade(&health), pool.clone());
+            Self {
+                pool: Pool::MySql(pool),
+                tripped: Some(Pool::MySql(tripped)),
                 health,
             }
         } else if url.starts_with("sqlite:") {
@@ -332,7 +382,7 @@ impl Db {
             }
         } else {
             anyhow::bail!(
-                "unsupported database URL (expected postgres:// or sqlite://): {}",
+                "unsupported database URL (expected postgres://, mysql:// or sqlite://): {}",
                 redact(url)
             );
         };
@@ -353,16 +403,22 @@ impl Db {
         matches!(self.pool, Pool::Postgres(_))
     }
 
+    /// Whether the database is MySQL or MariaDB.
+    pub fn is_mysql(&self) -> bool {
+        matches!(self.pool, Pool::MySql(_))
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         with_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
     }
 
-    /// `postgres` or `sqlite`.
+    /// `postgres`, `mysql` or `sqlite`.
     pub fn backend(&self) -> &'static str {
         match self.pool {
             Pool::Postgres(_) => "postgres",
             Pool::Sqlite(_) => "sqlite",
+            Pool::MySql(_) => "mysql",
         }
     }
 
@@ -371,6 +427,7 @@ impl Db {
         match &self.pool {
             Pool::Postgres(pool) => pool.close().await,
             Pool::Sqlite(pool) => pool.close().await,
+            Pool::MySql(pool) => pool.close().await,
         }
     }
 }
@@ -379,7 +436,7 @@ impl Db {
 /// its watcher.
 #[derive(Debug, Default)]
 struct Health {
-    /// PostgreSQL: the watcher cannot reach the server.
+    /// PostgreSQL, MySQL: the watcher cannot reach the server.
     unreachable: AtomicBool,
     /// SQLite: connections opened at or before this instant (nanoseconds
     /// since [`epoch`]) may have been opened read-only.
@@ -396,12 +453,18 @@ fn nanos_since_epoch(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Pings PostgreSQL on a connection of its own (not the pool's, which a
+/// Pings the server on a connection of its own (not the pool's, which a
 /// busy service may have exhausted) and trips or restores the circuit. It
 /// stops when the service's database is dropped or closed.
-fn watch_postgres(options: PgConnectOptions, health: Weak<Health>, pool: PgPool) {
+fn watch<C: Connection>(
+    options: <C as Connection>::Options,
+    health: Weak<Health>,
+    pool: sqlx::Pool<C::Database>,
+) where
+    C::Database: sqlx::Database<Connection = C>,
+{
     tokio::spawn(async move {
-        let mut conn: Option<PgConnection> = None;
+        let mut conn: Option<C> = None;
         let mut failed_in_a_row = 0;
         loop {
             if pool.is_closed() {
@@ -455,7 +518,10 @@ fn watch_postgres(options: PgConnectOptions, health: Weak<Health>, pool: PgPool)
 /// Whether the server answers: `Some(false)` only when it is out of reach
 /// (refused, reset, shutting down, silent); `None` when it answered with an
 /// error that says nothing of its reachability (e.g. too many connections).
-async fn probe(options: &PgConnectOptions, conn: &mut Option<PgConnection>) -> Option<bool> {
+async fn probe<C: Connection>(
+    options: &<C as Connection>::Options,
+    conn: &mut Option<C>,
+) -> Option<bool> {
     if let Some(c) = conn.as_mut() {
         match tokio::time::timeout(WATCH_TIMEOUT, c.ping()).await {
             Ok(Ok(())) => return Some(true),
@@ -468,11 +534,77 @@ async fn probe(options: &PgConnectOptions, conn: &mut Option<PgConnection>) -> O
             Some(true)
         }
         // A full server is busy, not gone: the pool may still hold connections.
-        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("53300") => None,
+        Ok(Err(sqlx::Error::Database(e))) if too_many_connections(e.as_ref()) => None,
         Ok(Err(e)) if fault(&e) == Some(Fault::Unreachable) => Some(false),
         Ok(Err(_)) => None,
         Err(_) => Some(false),
     }
+}
+
+/// Whether the server refused a connection for having too many.
+fn too_many_connections(e: &dyn sqlx::error::DatabaseError) -> bool {
+    match e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        Some(my) => my.number() == 1040,
+        None => e.code().as_deref() == Some("53300"),
+    }
+}
+
+/// What every MySQL connection runs first (see the module's header).
+const MYSQL_SESSION: &str = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES,PIPES_AS_CONCAT,NO_BACKSLASH_ESCAPES'); \
+     SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
+/// MySQL's character set and collation for every database it creates (the
+/// tables' columns take it, and a column's collation decides a comparison
+/// with a parameter): case- and accent-sensitive, trailing spaces counted.
+/// Not a binary collation: MySQL flags a binary-collated column as binary,
+/// and sqlx then refuses to read it as text. Unicode collation does count
+/// a few strings equal that differ in bytes (canonically equivalent forms,
+/// ignorable code points such as U+200B); every key the services compare
+/// (idempotency keys, codes, SKUs, plugin names, usernames) is ASCII by
+/// validation. MariaDB 10.10 or later.
+const MYSQL_CHARSET: &str = "utf8mb4";
+const MYSQL_COLLATION: &str = "utf8mb4_uca1400_nopad_as_cs";
+const MYSQL_CONNECTION_COLLATION: &str = "utf8mb4_bin";
+
+/// MySQL's connect options for `url`: UTC, `utf8mb4`.
+fn mysql_options(url: &str) -> anyhow::Result<MySqlConnectOptions> {
+    let url = url
+        .strip_prefix("mariadb://")
+        .map_or_else(|| url.to_owned(), |rest| format!("mysql://{rest}"));
+    Ok(MySqlConnectOptions::from_str(&url)?
+        .charset(MYSQL_CHARSET)
+        .collation(MYSQL_CONNECTION_COLLATION)
+        .timezone(Some("+00:00".to_owned()))
+        .pipes_as_concat(true)
+        .log_statements(tracing::log::LevelFilter::Trace))
+}
+
+/// Creates the URL's MySQL database when it does not exist yet, `utf8mb4`
+/// with a binary collation.
+async fn create_mysql_database(options: &MySqlConnectOptions) -> anyhow::Result<()> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        anyhow::bail!("a MySQL database URL names its database: mysql://user@host/<database>");
+    };
+    match options.connect().await {
+        Ok(conn) => return Ok(conn.close().await?),
+        Err(sqlx::Error::Database(e))
+            if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|my| my.number() == 1049) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Every user may connect to information_schema.
+    let mut admin = options
+        .clone()
+        .database("information_schema")
+        .connect()
+        .await?;
+    let create = format!(
+        "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET {MYSQL_CHARSET} COLLATE {MYSQL_COLLATION}",
+        name.replace('`', "``")
+    );
+    sqlx::query(&create).execute(&mut admin).await?;
+    admin.close().await?;
+    Ok(())
 }
 
 /// Creates the URL's database when it does not exist yet.
@@ -603,8 +735,9 @@ impl SqliteWatch {
     }
 }
 
-/// The name of the unique constraint (PostgreSQL) or the `table.column`
-/// (SQLite) that an insert or update violated, if that is what failed.
+/// The name of the unique constraint (PostgreSQL), the key (MySQL) or the
+/// `table.column` (SQLite) that an insert or update violated, if that is
+/// what failed.
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let sqlx::Error::Database(db) = err else {
         return None;
@@ -614,6 +747,10 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     }
     if let Some(name) = db.constraint() {
         return Some(name.to_owned());
+    }
+    // MySQL: "Duplicate entry 'a@b.c' for key 'users_email_key'"
+    if let Some((_, key)) = db.message().rsplit_once(" for key '") {
+        return Some(key.trim_end_matches('\'').to_owned());
     }
     // SQLite: "UNIQUE constraint failed: users.email"
     db.message().rsplit(": ").next().map(str::to_owned)
@@ -670,6 +807,9 @@ pub fn fault(err: &sqlx::Error) -> Option<Fault> {
                     _ => None,
                 };
             }
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return mysql_fault(my.number(), my.message());
+            }
             match code {
                 "53100" => Some(Fault::DiskFull),
                 // Connection exceptions (class 08), admin or crash shutdown,
@@ -681,6 +821,20 @@ pub fn fault(err: &sqlx::Error) -> Option<Fault> {
                 }
                 _ => None,
             }
+        }
+        _ => None,
+    }
+}
+
+/// A MySQL/MariaDB server error, by its number: disk full (the table or the
+/// disk is full, or a write failed with ENOSPC), or out of reach (too many
+/// connections, shutting down, killed, read-only).
+fn mysql_fault(number: u16, message: &str) -> Option<Fault> {
+    match number {
+        1021 | 1114 => Some(Fault::DiskFull),
+        1026 | 1030 if message.contains("28") => Some(Fault::DiskFull),
+        1040 | 1053 | 1077 | 1152 | 1158..=1161 | 1290 | 1836 | 1927 | 4031 => {
+            Some(Fault::Unreachable)
         }
         _ => None,
     }
@@ -712,7 +866,8 @@ pub fn failure_problem(err: &sqlx::Error) -> crate::Problem {
 }
 
 /// Runs `$body` with `$tx` bound to a new write transaction on whichever
-/// backend `$db` is: PostgreSQL's default, or SQLite's `BEGIN IMMEDIATE`,
+/// backend `$db` is: PostgreSQL's and MySQL's default (READ COMMITTED), or
+/// SQLite's `BEGIN IMMEDIATE`,
 /// which takes the write lock at once so a transaction that reads before it
 /// writes cannot fail to upgrade its lock. The body commits.
 #[macro_export]
@@ -727,6 +882,11 @@ macro_rules! with_tx {
             $crate::db::Pool::Sqlite(pool) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+            $crate::db::Pool::MySql(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
                 $body
             }
         }

@@ -59,12 +59,13 @@ pub const INSERT_SQL: &str =
      VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// Writes an [`Event`] to the outbox with the executor `$tx` (a transaction
-/// of either backend); evaluates to `Result<_, sqlx::Error>`.
+/// of any backend); evaluates to `Result<_, sqlx::Error>`.
 #[macro_export]
 macro_rules! insert_event {
     ($tx:expr, $event:expr) => {{
         let event: &$crate::outbox::Event = $event;
-        sqlx::query($crate::outbox::INSERT_SQL)
+        let sql = $crate::sql!($tx, $crate::outbox::INSERT_SQL);
+        sqlx::query(sql)
             .bind(event.id)
             .bind(event.routing_key.as_str())
             .bind(event.event_type.as_str())

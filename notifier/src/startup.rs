@@ -19,6 +19,7 @@ use crate::consumer::{BrokerState, Consumer, Stats};
 const MIGRATIONS: Migrations<'static> = Migrations {
     postgres: shopeezy_common::embed_migrations!("notifier/postgres", ["0001_notifications"]),
     sqlite: shopeezy_common::embed_migrations!("notifier/sqlite", ["0001_notifications"]),
+    mysql: shopeezy_common::embed_migrations!("notifier/mysql", ["0001_notifications"]),
 };
 
 /// What every request handler shares.

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shopeezy_common::db::Db;
+use shopeezy_common::db::{Db, unique_violation};
+use shopeezy_common::sql;
 use shopeezy_common::{with_db, with_tx};
 use uuid::Uuid;
 
@@ -28,24 +29,32 @@ pub async fn record(
 ) -> Result<Recorded, sqlx::Error> {
     let now = shopeezy_common::db::now();
     with_tx!(db, tx => {
-        let fresh = sqlx::query(
-            "INSERT INTO processed_events (event_id, event_type, processed_at) VALUES ($1, $2, $3)
+        // MySQL has no DO NOTHING that says whether it did nothing: its
+        // plain INSERT fails on the key instead, which counts as a duplicate
+        // (and leaves the transaction open).
+        let fresh = match sqlx::query(
+            sql!(tx, "INSERT INTO processed_events (event_id, event_type, processed_at) VALUES ($1, $2, $3)
              ON CONFLICT (event_id) DO NOTHING",
+                 mysql: "INSERT INTO processed_events (event_id, event_type, processed_at) VALUES (?, ?, ?)"),
         )
         .bind(event.id)
         .bind(&event.event_type)
         .bind(now)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await
+        {
+            Ok(done) => done.rows_affected(),
+            Err(e) if unique_violation(&e).is_some() => 0,
+            Err(e) => return Err(e),
+        };
         if fresh == 0 {
             tx.rollback().await?;
             return Ok(Recorded::Duplicate);
         }
         for draft in drafts {
             sqlx::query(
-                "INSERT INTO notifications (id, user_id, kind, event_id, subject, title, body, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                sql!(tx, "INSERT INTO notifications (id, user_id, kind, event_id, subject, title, body, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
             )
             .bind(Uuid::now_v7())
             .bind(draft.user_id)
@@ -89,10 +98,12 @@ pub async fn list(
     after: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<Notification>, sqlx::Error> {
-    let sql = "SELECT id, kind, subject, title, body, event_id, created_at FROM notifications
-               WHERE user_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3";
-    Ok(with_db!(db, pool => sqlx::query_as(sql)
+    const SQL: &str =
+        "SELECT id, kind, subject, title, body, event_id, created_at FROM notifications
+               WHERE user_id = $1 AND ($2 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4";
+    Ok(with_db!(db, pool => sqlx::query_as(sql!(pool, SQL))
         .bind(user_id)
+        .bind(after)
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(pool)
@@ -101,8 +112,7 @@ pub async fn list(
 
 /// Whether the event with this id was processed.
 pub async fn processed(db: &Db, event_id: Uuid) -> Result<bool, sqlx::Error> {
-    let sql = "SELECT COUNT(*) FROM processed_events WHERE event_id = $1";
-    let n: i64 =
-        with_db!(db, pool => sqlx::query_scalar(sql).bind(event_id).fetch_one(pool).await?);
+    const SQL: &str = "SELECT COUNT(*) FROM processed_events WHERE event_id = $1";
+    let n: i64 = with_db!(db, pool => sqlx::query_scalar(sql!(pool, SQL)).bind(event_id).fetch_one(pool).await?);
     Ok(n > 0)
 }

@@ -120,7 +120,7 @@ impl StackConfig {
             host.auth_grpc_url = format!("http://{}", account.grpc_addr);
             None
         };
-        let db_proxy = if database_through_proxy && storage.backend == Backend::Production {
+        let db_proxy = if database_through_proxy && storage.backend.has_servers() {
             let proxy = TcpProxy::start(&servers::url_host_port(&host.database_url))
                 .await
                 .expect("the proxy starts");

@@ -1,6 +1,6 @@
 //! What the services' test suites share, in one place.
 //!
-//! - [`Backend`] and [`both_backends!`]: every scenario runs on the embedded
+//! - [`Backend`] and [`every_backend!`]: every scenario runs on the embedded
 //!   backend (SQLite files in a [`tempfile::TempDir`], in-process revocation)
 //!   and on the production one (a fresh PostgreSQL database per service,
 //!   Redis under a key prefix of the test's own); [`Storage`] hands them out.
@@ -8,7 +8,7 @@
 //!   Without `CI`, a test whose server is unreachable is skipped with a
 //!   `SKIPPED` line; with `CI=true` it fails. [`TcpProxy`] cuts a link.
 //!   [`PgBouncer`] runs one in transaction pooling for a test;
-//!   `both_backends!(pgbouncer: …)` runs scenarios through it too.
+//!   `every_backend!(pgbouncer: …)` runs scenarios through it too.
 //! - [`account`] and [`host`]: the services' test configurations (built from
 //!   arguments only: a developer's `SHOPEEZY_*` variables are never read)
 //!   and the services started on them; [`Stack`] is the account service and
@@ -48,31 +48,33 @@ pub enum Backend {
     /// A fresh PostgreSQL database per service, Redis under a key prefix of
     /// the test's own.
     Production,
+    /// A fresh MySQL/MariaDB database per service, Redis under a key prefix
+    /// of the test's own.
+    MySql,
+}
+
+impl Backend {
+    /// Whether the services run on servers (a database server and Redis),
+    /// as in production, rather than embedded.
+    pub fn has_servers(self) -> bool {
+        self != Self::Embedded
+    }
 }
 
 /// Generates, for each `async fn scenario(backend: Backend)`, a module of the
-/// same name holding one test per backend: `sqlite` ([`Backend::Embedded`])
-/// and `postgres` ([`Backend::Production`]), each on a multi-threaded
-/// runtime.
+/// same name holding one test per backend: `sqlite` ([`Backend::Embedded`]),
+/// `postgres` ([`Backend::Production`]) and `mysql` ([`Backend::MySql`]),
+/// each on a multi-threaded runtime.
 ///
-/// `both_backends!(pgbouncer: …)` adds a third test to each, `pgbouncer`:
-/// the production backend with its PostgreSQL databases reached through a
-/// PgBouncer of the test's own in transaction pooling mode
-/// ([`servers::through_pgbouncer`]; without `pgbouncer` installed it is
-/// skipped, and fails under `CI=true`).
+/// `every_backend!(pgbouncer: …)` adds a fourth test to each, `pgbouncer`:
+/// PostgreSQL with its databases reached through a PgBouncer of the test's
+/// own in transaction pooling mode ([`servers::through_pgbouncer`]; without
+/// `pgbouncer` installed it is skipped, and fails under `CI=true`).
 #[macro_export]
-macro_rules! both_backends {
+macro_rules! every_backend {
     (pgbouncer: $($scenario:ident),+ $(,)?) => {$(
         mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$scenario($crate::Backend::Embedded).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$scenario($crate::Backend::Production).await;
-            }
+            $crate::every_backend!(@tests $scenario);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn pgbouncer() {
@@ -81,17 +83,25 @@ macro_rules! both_backends {
             }
         }
     )+};
+    (@tests $scenario:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn sqlite() {
+            super::$scenario($crate::Backend::Embedded).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn postgres() {
+            super::$scenario($crate::Backend::Production).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn mysql() {
+            super::$scenario($crate::Backend::MySql).await;
+        }
+    };
     ($($scenario:ident),+ $(,)?) => {$(
         mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$scenario($crate::Backend::Embedded).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$scenario($crate::Backend::Production).await;
-            }
+            $crate::every_backend!(@tests $scenario);
         }
     )+};
 }

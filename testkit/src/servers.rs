@@ -1,4 +1,4 @@
-//! The real servers the tests use: PostgreSQL, Redis and RabbitMQ of the
+//! The real servers the tests use: PostgreSQL, MySQL/MariaDB, Redis and RabbitMQ of the
 //! machine. Without `CI`, a test whose server cannot be reached is skipped
 //! with a one-line reason; with `CI=true` it fails instead, so CI never
 //! passes by skipping.
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shopeezy_common::db::pgbouncer_setup;
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tokio::net::{TcpListener, TcpStream};
@@ -56,13 +57,61 @@ pub fn redis_url() -> String {
     std::env::var("SHOPEEZY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The MySQL/MariaDB server the tests use.
+pub fn mysql_base_url() -> String {
+    std::env::var("SHOPEEZY_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
 /// A database made for one test, dropped when this is dropped.
 #[derive(Debug)]
 pub struct TestDatabase {
     /// The URL to give the service.
     pub url: String,
     name: String,
-    admin: PgConnectOptions,
+    admin: Admin,
+}
+
+/// How a test database is reached to drop it.
+#[derive(Debug, Clone)]
+enum Admin {
+    Postgres(PgConnectOptions),
+    MySql(MySqlConnectOptions),
+}
+
+/// `base` with its database replaced by `name`.
+fn with_database(base: &str, name: &str) -> String {
+    let path_from = base.find("://").map_or(0, |s| s + 3);
+    let base = base.split('?').next().unwrap_or(base);
+    match base[path_from..].find('/') {
+        Some(slash) => format!("{}/{name}", &base[..path_from + slash]),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A name for a new test database, and the URL of that name on the
+/// MySQL/MariaDB test server, which the service creates itself at start
+/// (and the test drops); `None` when the server cannot be reached (skipped,
+/// or failing under CI).
+pub async fn fresh_mysql() -> Option<TestDatabase> {
+    let base = mysql_base_url();
+    let admin = match MySqlConnectOptions::from_str(&base) {
+        Ok(o) => o.disable_statement_logging(),
+        Err(e) => panic!("SHOPEEZY_TEST_MYSQL_URL is not a MySQL URL: {e}"),
+    };
+    match tokio::time::timeout(Duration::from_secs(5), admin.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+        }
+        Ok(Err(e)) => return unreachable_server("MySQL/MariaDB", e),
+        Err(_) => return unreachable_server("MySQL/MariaDB", "timed out"),
+    }
+    let name = format!("shopeezy_test_{}", uuid::Uuid::new_v4().simple());
+    Some(TestDatabase {
+        url: with_database(&base, &name),
+        name,
+        admin: Admin::MySql(admin),
+    })
 }
 
 /// A fresh, empty PostgreSQL database for one test; `None` when skipped.
@@ -85,11 +134,11 @@ pub async fn fresh_postgres() -> Option<TestDatabase> {
         panic!("could not create test database {name}: {e}");
     }
     let _ = conn.close().await;
-    let url = match base.rfind('/') {
-        Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &base[..slash]),
-        _ => format!("{base}/{name}"),
-    };
-    Some(TestDatabase { url, name, admin })
+    Some(TestDatabase {
+        url: with_database(&base, &name),
+        name,
+        admin: Admin::Postgres(admin),
+    })
 }
 
 impl Drop for TestDatabase {
@@ -105,11 +154,24 @@ impl Drop for TestDatabase {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(mut conn) = admin.connect().await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
+                match admin {
+                    Admin::Postgres(admin) => {
+                        if let Ok(mut conn) = admin.connect().await {
+                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                            let _ = sqlx::query(&drop).execute(&mut conn).await;
+                            let _ = conn.close().await;
+                        }
+                    }
+                    Admin::MySql(admin) => {
+                        if let Ok(mut conn) = admin.connect().await {
+                            // The service's connections may still be open:
+                            // the drop waits for their metadata locks only
+                            // as long as they stay in a transaction.
+                            let drop = format!("DROP DATABASE IF EXISTS {name}");
+                            let _ = sqlx::query(&drop).execute(&mut conn).await;
+                            let _ = conn.close().await;
+                        }
+                    }
                 }
             });
         })
@@ -125,7 +187,7 @@ tokio::task_local! {
 /// Runs `test` (a scenario on [`Backend::Production`](crate::Backend)) with
 /// every PostgreSQL database its [`Storage`](crate::Storage) hands out
 /// reached through a PgBouncer of its own, in transaction pooling mode.
-/// `both_backends!(pgbouncer: …)` makes such a test.
+/// `every_backend!(pgbouncer: …)` makes such a test.
 pub async fn through_pgbouncer<F: Future>(test: F) -> F::Output {
     THROUGH_PGBOUNCER.scope((), test).await
 }

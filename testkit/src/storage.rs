@@ -10,7 +10,7 @@ use crate::servers::{self, PgBouncer, TestDatabase};
 
 /// One test's data: a fresh temporary folder (the SQLite files of the
 /// embedded backend, the services' data folders) and, on the production
-/// backend, the PostgreSQL databases made for it (reached through a
+/// backends, the PostgreSQL or MySQL databases made for it (reached through a
 /// PgBouncer of its own in a test run
 /// [`through_pgbouncer`](servers::through_pgbouncer)) and the Redis it may
 /// use. Everything is removed when this is dropped (PgBouncer first, then
@@ -37,7 +37,7 @@ impl Storage {
             .expect("a temporary folder");
         let redis_url = match backend {
             Backend::Embedded => None,
-            Backend::Production => Some(servers::reachable_redis().await?),
+            Backend::Production | Backend::MySql => Some(servers::reachable_redis().await?),
         };
         let pgbouncer = match backend {
             Backend::Production if servers::pgbouncer_requested() => {
@@ -60,11 +60,21 @@ impl Storage {
     }
 
     /// A new, empty database named after `name` (e.g. `host`): a SQLite file
-    /// in the folder, or a fresh PostgreSQL database; its URL. `None` when
-    /// PostgreSQL cannot be reached (skipped, or failing under CI).
+    /// in the folder, or a fresh PostgreSQL or MySQL database; its URL.
+    /// `None` when the server cannot be reached (skipped, or failing under
+    /// CI).
     pub async fn database_url(&self, name: &str) -> Option<String> {
         match self.backend {
             Backend::Embedded => Some(format!("sqlite://{}/{name}.db", self.dir().display())),
+            Backend::MySql => {
+                let database = servers::fresh_mysql().await?;
+                let url = database.url.clone();
+                self.databases
+                    .lock()
+                    .expect("no test panicked holding the lock")
+                    .push(database);
+                Some(url)
+            }
             Backend::Production => {
                 let database = servers::fresh_postgres().await?;
                 let url = match &self.pgbouncer {

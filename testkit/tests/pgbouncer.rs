@@ -18,6 +18,7 @@ use shopeezy_testkit::servers::fresh_postgres;
 const NO_MIGRATIONS: Migrations<'static> = Migrations {
     postgres: &[],
     sqlite: &[],
+    mysql: &[],
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -115,6 +116,7 @@ async fn services_migrating_at_once_apply_each_migration_once() {
             ),
         ],
         sqlite: &[],
+        mysql: &[],
     };
     let url = pgbouncer.url_for(&database.url);
     let starts: Vec<_> = (0..4)

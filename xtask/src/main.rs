@@ -287,6 +287,7 @@ fn count(summary: &str, label: &str) -> u64 {
 fn require_servers() -> Result<()> {
     let servers = [
         ("PostgreSQL", "127.0.0.1:5432"),
+        ("MariaDB", "127.0.0.1:3306"),
         ("Redis", "127.0.0.1:6379"),
         ("RabbitMQ", "127.0.0.1:5672"),
     ];

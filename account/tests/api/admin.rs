@@ -7,7 +7,7 @@ use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Backend, assert_problem, assert_token_accepted, spawn_app,
 };
 
-both_backends!(
+every_backend!(
     a_customer_may_not_administer_users,
     an_admin_lists_users_page_by_page,
     an_admin_reads_a_user,

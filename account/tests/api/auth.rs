@@ -9,7 +9,7 @@ use crate::helpers::{
     client_from, spawn_app, spawn_app_with, token_payload, unix_now,
 };
 
-both_backends!(
+every_backend!(
     register_login_me_logout,
     emails_and_usernames_are_unique_in_any_case,
     racing_registrations_of_one_email_make_one_user,

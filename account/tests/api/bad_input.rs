@@ -7,7 +7,7 @@ use crate::helpers::{
     ADMIN_EMAIL, Backend, TestApp, assert_invalid_field, assert_problem, spawn_app,
 };
 
-both_backends!(
+every_backend!(
     a_bad_registration_is_refused_and_creates_nobody,
     a_bad_profile_change_is_refused_and_changes_nothing,
     a_login_needs_an_email_or_a_username,

@@ -8,7 +8,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::helpers::{Backend, spawn_app};
 
-both_backends!(
+every_backend!(
     get_user_and_get_users_return_the_users,
     the_auth_service_reports_serving,
     errors_quote_at_most_a_short_prefix_of_the_input,

@@ -347,6 +347,12 @@ impl TestApp {
                 pool.close().await;
                 n
             }
+            Backend::MySql => {
+                let pool = sqlx::MySqlPool::connect(url).await.unwrap();
+                let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
         }
     }
 

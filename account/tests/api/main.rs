@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-// `both_backends!`: one `sqlite` and one `postgres` test per scenario.
+// `every_backend!`: one `sqlite` and one `postgres` test per scenario.
 #[macro_use]
 extern crate shopeezy_testkit;
 

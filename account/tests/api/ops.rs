@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, assert_problem, spawn_app};
 
-both_backends!(
+every_backend!(
     health_readiness_metrics_and_docs,
     unknown_routes_and_methods_are_problems,
 );
@@ -34,7 +34,7 @@ async fn health_readiness_metrics_and_docs(backend: Backend) {
     assert_eq!(ready["status"], "ready", "{ready}");
     let revocation = match backend {
         Backend::Embedded => "in-process",
-        Backend::Production => "redis",
+        Backend::Production | Backend::MySql => "redis",
     };
     for check in ["database", revocation] {
         assert_eq!(ready["checks"][check]["status"], "ok", "{check}: {ready}");

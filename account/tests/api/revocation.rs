@@ -13,7 +13,7 @@ use crate::helpers::{
     spawn_app, unix_now, valid_claims,
 };
 
-both_backends!(
+every_backend!(
     revoked_tokens_stay_refused_after_a_restart,
     expired_revocations_are_pruned,
 );

@@ -14,7 +14,7 @@ use crate::helpers::{
     sign_token, spawn_app, token_payload, unix_now, valid_claims,
 };
 
-both_backends!(
+every_backend!(
     a_token_minted_with_the_service_key_is_accepted,
     a_token_with_a_tampered_signature_is_refused,
     a_token_with_a_tampered_payload_is_refused,

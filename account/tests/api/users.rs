@@ -8,7 +8,7 @@ use crate::helpers::{
     spawn_app,
 };
 
-both_backends!(
+every_backend!(
     a_user_changes_name_and_username,
     changing_the_email_needs_the_current_password,
     changing_the_password_signs_out_everywhere,

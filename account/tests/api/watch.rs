@@ -13,7 +13,7 @@ use tonic::Streaming;
 
 use crate::helpers::{Backend, TestApp, spawn_app};
 
-both_backends!(
+every_backend!(
     get_keys_answers_the_key_that_signs_tokens,
     the_stream_sends_the_state_a_marker_then_live_entries_and_resumes_from_its_cursor,
 );

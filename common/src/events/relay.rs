@@ -11,7 +11,9 @@
 //!    batch is one database transaction that makes this relay the only
 //!    drainer while it runs — PostgreSQL: `pg_try_advisory_xact_lock` (a
 //!    replica that does not get it backs off; no two replicas interleave) and
-//!    `FOR UPDATE SKIP LOCKED`; SQLite: `BEGIN IMMEDIATE` — reads the unsent
+//!    `FOR UPDATE SKIP LOCKED`; MySQL: the row of `outbox_relay` locked
+//!    `FOR UPDATE SKIP LOCKED` (the same back-off); SQLite: `BEGIN
+//!    IMMEDIATE` — reads the unsent
 //!    rows, publishes them and waits for every confirm, and only then marks
 //!    them sent and commits. A crash anywhere before the commit leaves the
 //!    rows unsent: they go out again (same event id), never get lost.
@@ -33,7 +35,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{MySqlPool, PgPool, SqlitePool};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -370,6 +372,7 @@ impl Relay {
             let batch = match self.inner.db.pool() {
                 Pool::Postgres(pool) => self.batch_postgres(pool, sink).await?,
                 Pool::Sqlite(pool) => self.batch_sqlite(pool, sink).await?,
+                Pool::MySql(pool) => self.batch_mysql(pool, sink).await?,
             };
             match batch {
                 Batch::Sent(n) if n >= self.inner.config.batch_size as usize => continue,
@@ -448,6 +451,49 @@ impl Relay {
             .bind(last)
             .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(Batch::Sent(events.len()))
+    }
+
+    async fn batch_mysql(&self, pool: &MySqlPool, sink: &mut Sink) -> Result<Batch, Failure> {
+        let mut tx = pool.begin().await?;
+        // One drainer at a time: the relay's lock row, held to the commit
+        // (a replica that finds it taken backs off, as on PostgreSQL).
+        let locked: Option<i32> =
+            sqlx::query_scalar("SELECT id FROM outbox_relay WHERE id = 1 FOR UPDATE SKIP LOCKED")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if locked.is_none() {
+            return Ok(Batch::Busy);
+        }
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?"
+        ))
+        .bind(i64::from(self.inner.config.batch_size))
+        .fetch_all(&mut *tx)
+        .await?;
+        let events: Vec<OutboxEvent> = rows.into_iter().map(OutboxEvent::from).collect();
+        if events.is_empty() {
+            tx.commit().await?;
+            return Ok(Batch::Sent(0));
+        }
+        self.publish(sink, &events).await?;
+        if self.inner.config.faults.crash_after_publish {
+            return Ok(Batch::Crashed);
+        }
+        // By exact seq, as on PostgreSQL: AUTO_INCREMENT values are handed
+        // out before commit too.
+        let seqs = events
+            .iter()
+            .map(|e| e.seq.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query(&format!(
+            "UPDATE outbox SET sent_at = ? WHERE seq IN ({seqs})"
+        ))
+        .bind(crate::db::now())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Batch::Sent(events.len()))
     }
@@ -536,15 +582,23 @@ impl Relay {
         let cutoff = Utc::now()
             - chrono::Duration::from_std(self.inner.config.retention)
                 .unwrap_or(chrono::Duration::MAX);
-        let sql = format!(
-            "DELETE FROM outbox WHERE seq IN (
-                 SELECT seq FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1
-                 ORDER BY seq LIMIT {PRUNE_CHUNK})"
-        );
+        // MySQL takes no LIMIT in a subquery of IN, but its DELETE takes one.
+        let sql = if self.inner.db.is_mysql() {
+            format!(
+                "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1
+                 ORDER BY seq LIMIT {PRUNE_CHUNK}"
+            )
+        } else {
+            format!(
+                "DELETE FROM outbox WHERE seq IN (
+                     SELECT seq FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1
+                     ORDER BY seq LIMIT {PRUNE_CHUNK})"
+            )
+        };
         let mut total = 0;
         loop {
             let deleted = crate::with_db!(&self.inner.db, pool => {
-                sqlx::query(&sql).bind(cutoff).execute(pool).await.map(|r| r.rows_affected())
+                sqlx::query(&crate::db::dialect::placeholders(pool, &sql)).bind(cutoff).execute(pool).await.map(|r| r.rows_affected())
             });
             match deleted {
                 Ok(n) => {

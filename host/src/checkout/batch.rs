@@ -218,6 +218,10 @@ fn retryable(e: &Error) -> bool {
         Error::Database(sqlx::Error::Database(db)) => {
             let code = db.code();
             matches!(code.as_deref(), Some("40001" | "40P01" | "55P03"))
+                // MySQL: a lock wait that timed out (a deadlock is 40001).
+                || db
+                    .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|my| my.number() == 1205)
                 // SQLite: busy or locked.
                 || matches!(code.as_deref(), Some("5" | "6" | "517" | "262"))
                 // A racing request with the same key committed first: the

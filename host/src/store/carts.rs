@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use shopeezy_common::db::{Db, Pool};
+use shopeezy_common::sql;
 use shopeezy_common::with_db;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -115,6 +116,7 @@ macro_rules! pricing_row {
 }
 pricing_row!(sqlx::postgres::PgRow);
 pricing_row!(sqlx::sqlite::SqliteRow);
+pricing_row!(sqlx::mysql::MySqlRow);
 
 /// The user's cart and how many orders they placed (what pricing needs), in
 /// one statement: the lines (an empty cart gives one row without a line),
@@ -142,6 +144,30 @@ async fn read(
     user_id: Uuid,
     wanted: Option<Uuid>,
 ) -> Result<(Cart, i64, Option<Product>)> {
+    if let Pool::MySql(pool) = db.pool() {
+        let rows: Vec<PricingRow> = match wanted {
+            Some(id) => {
+                sqlx::query_as(&mysql_read_sql(true))
+                    .bind(user_id)
+                    .bind(user_id)
+                    .bind(user_id)
+                    .bind(id)
+                    .bind(user_id)
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(&mysql_read_sql(false))
+                    .bind(user_id)
+                    .bind(user_id)
+                    .bind(user_id)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        return Ok(pricing_rows(rows));
+    }
     let postgres = db.is_postgres();
     let (codes, join) = if postgres {
         (
@@ -178,6 +204,37 @@ async fn read(
         .fetch_all(pool)
         .await?
     });
+    Ok(pricing_rows(rows))
+}
+
+/// [`read`]'s statement on MySQL, where each placeholder is bound once: the
+/// user three times, then (with the wanted product) the product, the user
+/// and the product.
+fn mysql_read_sql(wanted: bool) -> String {
+    let wanted_line = if wanted {
+        format!(
+            "UNION ALL
+             SELECT {COLUMNS}, 0 AS quantity FROM products p
+             WHERE p.id = ? AND p.deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM cart_items c WHERE c.user_id = ? AND c.product_id = ?)"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT l.*,
+           COALESCE((SELECT JSON_ARRAYAGG(code ORDER BY added_at, code) FROM cart_codes WHERE user_id = ?), '[]') AS codes,
+           (SELECT placed FROM customer_order_counts WHERE user_id = ?) AS placed
+         FROM (SELECT 1) AS one LEFT JOIN (
+           SELECT {COLUMNS}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
+           WHERE c.user_id = ? AND p.deleted_at IS NULL
+           {wanted_line}
+         ) AS l ON TRUE ORDER BY l.id"
+    )
+}
+
+/// The cart, the count of orders and the wanted product of [`read`]'s rows.
+fn pricing_rows(rows: Vec<PricingRow>) -> (Cart, i64, Option<Product>) {
     let codes = rows.first().map(|r| r.codes.0.clone()).unwrap_or_default();
     let placed = rows.first().and_then(|r| r.placed).unwrap_or(0);
     let mut product = None;
@@ -189,29 +246,32 @@ async fn read(
             cart_lines.push(line);
         }
     }
-    Ok((
+    (
         Cart {
             lines: cart_lines,
             codes,
         },
         placed,
         product,
-    ))
+    )
 }
 
 /// Sets a line's quantity (adding the line when new).
 pub async fn set_quantity(db: &Db, user_id: Uuid, product_id: Uuid, quantity: i64) -> Result<()> {
-    let sql =
+    const SQL: &str =
         "INSERT INTO cart_items (user_id, product_id, quantity, added_at) VALUES ($1, $2, $3, $4)
                ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = excluded.quantity";
-    with_db!(db, pool => sqlx::query(sql).bind(user_id).bind(product_id).bind(quantity).bind(Utc::now()).execute(pool).await.map(|_| ())?);
+    const MYSQL: &str =
+        "INSERT INTO cart_items (user_id, product_id, quantity, added_at) VALUES (?, ?, ?, ?)
+               ON DUPLICATE KEY UPDATE quantity = VALUES(quantity)";
+    with_db!(db, pool => sqlx::query(sql!(pool, SQL, mysql: MYSQL)).bind(user_id).bind(product_id).bind(quantity).bind(Utc::now()).execute(pool).await.map(|_| ())?);
     Ok(())
 }
 
 /// Removes a line; whether there was one.
 pub async fn remove(db: &Db, user_id: Uuid, product_id: Uuid) -> Result<bool> {
-    let sql = "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2";
-    let done = with_db!(db, pool => sqlx::query(sql).bind(user_id).bind(product_id).execute(pool).await?.rows_affected());
+    const SQL: &str = "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2";
+    let done = with_db!(db, pool => sqlx::query(sql!(pool, SQL)).bind(user_id).bind(product_id).execute(pool).await?.rows_affected());
     Ok(done > 0)
 }
 
@@ -219,8 +279,8 @@ pub async fn remove(db: &Db, user_id: Uuid, product_id: Uuid) -> Result<bool> {
 pub async fn clear(db: &Db, user_id: Uuid) -> Result<()> {
     with_db!(db, pool => {
         let mut tx = pool.begin().await?;
-        sqlx::query("DELETE FROM cart_items WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM cart_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        sqlx::query(sql!(pool, "DELETE FROM cart_items WHERE user_id = $1")).bind(user_id).execute(&mut *tx).await?;
+        sqlx::query(sql!(pool, "DELETE FROM cart_codes WHERE user_id = $1")).bind(user_id).execute(&mut *tx).await?;
         tx.commit().await?;
     });
     Ok(())
@@ -229,13 +289,15 @@ pub async fn clear(db: &Db, user_id: Uuid) -> Result<()> {
 /// Enters a code (a code already entered stays as it is); `false` when the
 /// cart already holds [`MAX_CODES`] other codes. Concurrent entries for one
 /// user are serialised (SQLite: its single writer; PostgreSQL: an advisory
-/// lock on the user), so the count cannot be raced past the limit.
+/// lock on the user; MySQL: the user's row of `cart_locks`), so the count
+/// cannot be raced past the limit.
 pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
     macro_rules! enter {
         ($tx:ident) => {{
-            let present: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM cart_codes WHERE user_id = $1 AND code = $2",
-            )
+            let present: i64 = sqlx::query_scalar(sql!(
+                $tx,
+                "SELECT COUNT(*) FROM cart_codes WHERE user_id = $1 AND code = $2"
+            ))
             .bind(user_id)
             .bind(code)
             .fetch_one(&mut *$tx)
@@ -243,20 +305,25 @@ pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
             if present == 1 {
                 return Ok(true);
             }
-            let count: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM cart_codes WHERE user_id = $1")
-                    .bind(user_id)
-                    .fetch_one(&mut *$tx)
-                    .await?;
+            let count: i64 = sqlx::query_scalar(sql!(
+                $tx,
+                "SELECT COUNT(*) FROM cart_codes WHERE user_id = $1"
+            ))
+            .bind(user_id)
+            .fetch_one(&mut *$tx)
+            .await?;
             if count >= MAX_CODES {
                 return Ok(false);
             }
-            sqlx::query("INSERT INTO cart_codes (user_id, code, added_at) VALUES ($1, $2, $3)")
-                .bind(user_id)
-                .bind(code)
-                .bind(shopeezy_common::db::now())
-                .execute(&mut *$tx)
-                .await?;
+            sqlx::query(sql!(
+                $tx,
+                "INSERT INTO cart_codes (user_id, code, added_at) VALUES ($1, $2, $3)"
+            ))
+            .bind(user_id)
+            .bind(code)
+            .bind(shopeezy_common::db::now())
+            .execute(&mut *$tx)
+            .await?;
             $tx.commit().await?;
             Ok(true)
         }};
@@ -274,6 +341,18 @@ pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             enter!(tx)
         }
+        Pool::MySql(pool) => {
+            // The user's row of `cart_locks`, written (so locked) to the
+            // commit; a transaction's lock, gone with it however it ends.
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO cart_locks (user_id) VALUES (?) ON DUPLICATE KEY UPDATE user_id = user_id",
+            )
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            enter!(tx)
+        }
     }
 }
 
@@ -286,7 +365,7 @@ fn user_lock_key(user_id: Uuid) -> i64 {
 
 /// Removes a code; whether it was entered.
 pub async fn remove_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
-    let sql = "DELETE FROM cart_codes WHERE user_id = $1 AND code = $2";
-    let done = with_db!(db, pool => sqlx::query(sql).bind(user_id).bind(code).execute(pool).await?.rows_affected());
+    const SQL: &str = "DELETE FROM cart_codes WHERE user_id = $1 AND code = $2";
+    let done = with_db!(db, pool => sqlx::query(sql!(pool, SQL)).bind(user_id).bind(code).execute(pool).await?.rows_affected());
     Ok(done > 0)
 }

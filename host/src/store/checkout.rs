@@ -11,6 +11,9 @@
 //! writes everything, `COMMIT` (two more when a discount has a usage
 //! limit). On SQLite, where a statement is a function call and not a round
 //! trip, each is one prepared statement per row in the same transaction.
+//! On MySQL a batch is about fifteen round trips whatever its size: rows go
+//! in multi-row `INSERT`s, stock in one `UPDATE` joined to the quantities
+//! (see the MySQL implementation for its isolation and locks).
 //! No state outlives a transaction (no session advisory lock, no `SET`
 //! outside it), so the host works behind PgBouncer in transaction pooling.
 
@@ -19,8 +22,9 @@ use std::future::Future;
 
 use shopeezy_common::db::{Db, Pool};
 use shopeezy_common::outbox::Event;
+use shopeezy_common::sql;
 use sqlx::types::Json;
-use sqlx::{Connection, PgConnection, SqliteConnection};
+use sqlx::{Connection, MySqlConnection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 use super::carts;
@@ -50,13 +54,24 @@ struct KeyRow {
     stored: StoredKey,
 }
 
-const KEY_COLUMNS: &str = "user_id, key, body_hash, cart_hash, order_id, status, response";
+/// `key` is a reserved word in MySQL: quoted (ANSI quotes, as every backend
+/// takes them).
+macro_rules! key_columns {
+    () => {
+        r#"user_id, "key", body_hash, cart_hash, order_id, status, response"#
+    };
+}
+const KEY_COLUMNS: &str = key_columns!();
 
 /// The stored record of `key` for this user, if the key was used before.
 pub async fn stored_key(db: &Db, user_id: Uuid, key: &str) -> Result<Option<StoredKey>> {
-    let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency WHERE user_id = $1 AND key = $2");
+    const SQL: &str = concat!(
+        "SELECT ",
+        key_columns!(),
+        r#" FROM idempotency WHERE user_id = $1 AND "key" = $2"#
+    );
     let row: Option<KeyRow> = shopeezy_common::with_db!(db, pool =>
-        sqlx::query_as(&sql).bind(user_id).bind(key).fetch_optional(pool).await?);
+        sqlx::query_as(sql!(pool, SQL)).bind(user_id).bind(key).fetch_optional(pool).await?);
     Ok(row.map(|r| r.stored))
 }
 
@@ -122,6 +137,10 @@ pub async fn transaction<B: Batch>(db: &Db, batch: B) -> Result<B::Output> {
             in_transaction(&mut *conn, batch).await
         }
         Pool::Sqlite(pool) => {
+            let mut conn = pool.acquire().await?;
+            in_transaction(&mut *conn, batch).await
+        }
+        Pool::MySql(pool) => {
             let mut conn = pool.acquire().await?;
             in_transaction(&mut *conn, batch).await
         }
@@ -243,7 +262,7 @@ impl CheckoutTx for PgConnection {
         let names: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
         let rows: Vec<KeyRow> = sqlx::query_as(&format!(
             "SELECT {KEY_COLUMNS} FROM idempotency
-             WHERE (user_id, key) IN (SELECT * FROM UNNEST($1::uuid[], $2::text[]))"
+             WHERE (user_id, \"key\") IN (SELECT * FROM UNNEST($1::uuid[], $2::text[]))"
         ))
         .bind(&users)
         .bind(&names)
@@ -413,7 +432,7 @@ impl CheckoutTx for PgConnection {
                 SELECT u, COUNT(*) FROM UNNEST($2::uuid[]) AS x(u) GROUP BY u
                 ON CONFLICT (user_id) DO UPDATE SET placed = customer_order_counts.placed + excluded.placed
              ), k AS (
-                INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
+                INSERT INTO idempotency (user_id, \"key\", body_hash, cart_hash, order_id, status, response, created_at)
                 SELECT u, k, b, c, o, s, r, $29 FROM UNNEST($22::uuid[], $23::text[], $24::text[], $25::text[], $26::uuid[], $27::int4[], $28::jsonb[]) AS x(u, k, b, c, o, s, r)
              ), e AS (
                 INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at)
@@ -527,7 +546,7 @@ impl CheckoutTx for SqliteConnection {
             .collect();
         let rows: Vec<KeyRow> = sqlx::query_as(&format!(
             "SELECT {KEY_COLUMNS} FROM idempotency
-             WHERE (user_id, key) IN (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1))"
+             WHERE (user_id, \"key\") IN (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1))"
         ))
         .bind(serde_json::Value::from(pairs).to_string())
         .fetch_all(&mut *self)
@@ -677,7 +696,7 @@ impl CheckoutTx for SqliteConnection {
             ("DELETE FROM cart_items WHERE user_id IN (SELECT unhex(value) FROM json_each($1))", users.clone()),
             ("DELETE FROM cart_codes WHERE user_id IN (SELECT unhex(value) FROM json_each($1))", users),
             (
-                "INSERT INTO idempotency (user_id, key, body_hash, cart_hash, order_id, status, response, created_at)
+                "INSERT INTO idempotency (user_id, \"key\", body_hash, cart_hash, order_id, status, response, created_at)
                  SELECT unhex(value ->> 'user_id'), value ->> 'key', value ->> 'body_hash', value ->> 'cart_hash',
                         unhex(value ->> 'order_id'), value ->> 'status', value -> 'response', value ->> 'created_at'
                  FROM json_each($1)",
@@ -702,6 +721,311 @@ impl CheckoutTx for SqliteConnection {
                 .bind(who)
                 .execute(&mut *self)
                 .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Most rows one multi-row `INSERT` carries on MySQL (its statements take
+/// at most 65,535 placeholders; an order line takes ten).
+const MYSQL_ROWS_PER_INSERT: usize = 2_000;
+
+/// `?, ?, …` for `n` placeholders.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Turns a duplicate key of the statement just run into
+/// [`Error::Contention`]: a racing batch wrote the same idempotency key or
+/// usage counter first, and the next try reads what it wrote.
+fn raced(e: sqlx::Error) -> Error {
+    match shopeezy_common::db::unique_violation(&e) {
+        Some(_) => Error::Contention,
+        None => Error::Database(e),
+    }
+}
+
+/// On InnoDB the batch runs at REPEATABLE READ, and every row a decision
+/// rests on is read with a locking read (`FOR UPDATE`), which reads the
+/// latest committed version and locks it to the commit:
+/// - the batch's cart lines and codes, by user: REPEATABLE READ's next-key
+///   locks also lock the gaps where a line or code of those users would go,
+///   so a cart cannot change (not even gain a line) between the batch's
+///   read and its commit — what PostgreSQL's SERIALIZABLE detects instead;
+/// - the stock rows, in product-id order, and the usage counters;
+/// - the idempotency keys are read plainly: a key another replica writes
+///   meanwhile makes this batch's insert fail on the primary key, and the
+///   batch is tried again (then it reads the key and replays).
+///
+/// SERIALIZABLE would turn every plain read into a shared lock, which two
+/// batches then both try to upgrade to write: deadlocks, for no guarantee
+/// these locks do not give already. A deadlock or a lock wait that timed
+/// out is retried like a serialization failure. The conditional writes
+/// (`stock >= q`, `uses + n <= cap`) stay as a second guard.
+impl CheckoutTx for MySqlConnection {
+    const BEGIN: &'static str =
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION";
+
+    async fn carts(&mut self, users: &[Uuid]) -> Result<HashMap<Uuid, Cart>> {
+        let ids = marks(users.len());
+        // The lines are locked apart from their products (a locking read of
+        // a join would lock the product rows too, out of product-id order).
+        let locked = format!(
+            "SELECT user_id FROM cart_items WHERE user_id IN ({ids}) ORDER BY user_id, product_id FOR UPDATE"
+        );
+        let mut query = sqlx::query(&locked);
+        for user in users {
+            query = query.bind(user);
+        }
+        query.execute(&mut *self).await?;
+        let sql = format!(
+            "SELECT c.user_id, {}, c.quantity FROM cart_items c JOIN products p ON p.id = c.product_id
+             WHERE c.user_id IN ({ids}) AND p.deleted_at IS NULL ORDER BY c.user_id, p.id",
+            super::products::COLUMNS
+        );
+        let mut query = sqlx::query_as(&sql);
+        for user in users {
+            query = query.bind(user);
+        }
+        let rows: Vec<carts::UserLineRow> = query.fetch_all(&mut *self).await?;
+        let sql = format!(
+            "SELECT user_id, code FROM cart_codes WHERE user_id IN ({ids}) ORDER BY user_id, added_at, code FOR UPDATE"
+        );
+        let mut query = sqlx::query_as(&sql);
+        for user in users {
+            query = query.bind(user);
+        }
+        let codes: Vec<(Uuid, String)> = query.fetch_all(&mut *self).await?;
+        Ok(assemble_carts(rows, codes))
+    }
+
+    async fn stored_keys(
+        &mut self,
+        keys: &[(Uuid, String)],
+    ) -> Result<HashMap<(Uuid, String), StoredKey>> {
+        let pairs = vec!["(?, ?)"; keys.len()].join(", ");
+        let sql =
+            format!("SELECT {KEY_COLUMNS} FROM idempotency WHERE (user_id, \"key\") IN ({pairs})");
+        let mut query = sqlx::query_as(&sql);
+        for (user, key) in keys {
+            query = query.bind(user).bind(key);
+        }
+        let rows: Vec<KeyRow> = query.fetch_all(&mut *self).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.user_id, r.key), r.stored))
+            .collect())
+    }
+
+    async fn lock_stock(&mut self, products: &[Uuid]) -> Result<HashMap<Uuid, i64>> {
+        let sql = format!(
+            "SELECT id, stock FROM products WHERE id IN ({}) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+            marks(products.len())
+        );
+        let mut query = sqlx::query_as(&sql);
+        for product in products {
+            query = query.bind(product);
+        }
+        let rows: Vec<(Uuid, i64)> = query.fetch_all(&mut *self).await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn uses(&mut self, counters: &[Counter]) -> Result<HashMap<Counter, i64>> {
+        let mut sorted: Vec<&Counter> = counters.iter().collect();
+        sorted.sort();
+        let triples = vec!["(?, ?, ?)"; sorted.len()].join(", ");
+        let sql = format!(
+            "SELECT plugin_id, limit_key, customer_key, uses FROM promotion_usage
+             WHERE (plugin_id, limit_key, customer_key) IN ({triples})
+             ORDER BY plugin_id, limit_key, customer_key FOR UPDATE"
+        );
+        let mut query = sqlx::query_as(&sql);
+        for (plugin, key, who) in sorted {
+            query = query.bind(plugin).bind(key).bind(who);
+        }
+        let rows: Vec<(Uuid, String, String, i64)> = query.fetch_all(&mut *self).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, k, w, n)| ((p, k, w), n))
+            .collect())
+    }
+
+    async fn write(&mut self, w: &Writes) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        // The keys first: a racing replica's key fails this statement alone,
+        // and the batch is tried again.
+        let now = shopeezy_common::db::now();
+        for chunk in w.keys.chunks(MYSQL_ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO idempotency (user_id, \"key\", body_hash, cart_hash, order_id, status, response, created_at) VALUES {rows}"
+            );
+            let mut query = sqlx::query(&sql);
+            for k in chunk {
+                query = query
+                    .bind(k.user_id)
+                    .bind(&k.key)
+                    .bind(&k.stored.body_hash)
+                    .bind(&k.stored.cart_hash)
+                    .bind(k.stored.order_id)
+                    .bind(k.stored.status)
+                    .bind(&k.stored.response)
+                    .bind(now);
+            }
+            query.execute(&mut *self).await.map_err(raced)?;
+        }
+        // Stock, where enough is left: the rows updated are the rows that
+        // had enough (sqlx asks MySQL for rows found, not rows changed).
+        if !w.stock.is_empty() {
+            let wanted = vec!["SELECT ? AS id, ? AS q"; w.stock.len()].join(" UNION ALL ");
+            let sql = format!(
+                "UPDATE products p JOIN ({wanted}) AS d ON p.id = d.id
+                 SET p.stock = p.stock - d.q
+                 WHERE p.stock >= d.q AND p.deleted_at IS NULL"
+            );
+            let mut query = sqlx::query(&sql);
+            for (product, quantity) in &w.stock {
+                query = query.bind(product).bind(quantity);
+            }
+            let done = query.execute(&mut *self).await?.rows_affected();
+            if done != w.stock.len() as u64 {
+                return Err(Error::Contention);
+            }
+        }
+        for ((plugin, key, who), uses) in &w.new_uses {
+            sqlx::query(
+                "INSERT INTO promotion_usage (plugin_id, limit_key, customer_key, uses) VALUES (?, ?, ?, ?)",
+            )
+            .bind(plugin)
+            .bind(key)
+            .bind(who)
+            .bind(uses)
+            .execute(&mut *self)
+            .await
+            .map_err(raced)?;
+        }
+        for ((plugin, key, who), add, cap) in &w.more_uses {
+            let done = sqlx::query(
+                "UPDATE promotion_usage SET uses = uses + ?
+                 WHERE plugin_id = ? AND limit_key = ? AND customer_key = ? AND uses + ? <= ?",
+            )
+            .bind(add)
+            .bind(plugin)
+            .bind(key)
+            .bind(who)
+            .bind(add)
+            .bind(cap)
+            .execute(&mut *self)
+            .await?
+            .rows_affected();
+            if done != 1 {
+                return Err(Error::Contention);
+            }
+        }
+        for chunk in w.orders.chunks(MYSQL_ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at) VALUES {rows}"
+            );
+            let mut query = sqlx::query(&sql);
+            for o in chunk {
+                query = query
+                    .bind(o.id)
+                    .bind(o.user_id)
+                    .bind(o.status.as_str())
+                    .bind(o.subtotal)
+                    .bind(o.discount_total)
+                    .bind(o.total)
+                    .bind(&o.currency)
+                    .bind(Json(&o.adjustments))
+                    .bind(Json(&o.plugins))
+                    .bind(o.created_at)
+                    .bind(o.updated_at);
+            }
+            query.execute(&mut *self).await?;
+        }
+        let items: Vec<(Uuid, usize, &crate::domain::PricedItem)> = w
+            .orders
+            .iter()
+            .flat_map(|o| o.items.iter().enumerate().map(|(n, i)| (o.id, n, i)))
+            .collect();
+        for chunk in items.chunks(MYSQL_ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments) VALUES {rows}"
+            );
+            let mut query = sqlx::query(&sql);
+            for (order, line_no, i) in chunk {
+                query = query
+                    .bind(order)
+                    .bind(*line_no as i32)
+                    .bind(i.product_id)
+                    .bind(&i.sku)
+                    .bind(&i.name)
+                    .bind(i.seller_id)
+                    .bind(i.quantity)
+                    .bind(i.unit_price)
+                    .bind(i.line_total)
+                    .bind(Json(&i.adjustments));
+            }
+            query.execute(&mut *self).await?;
+        }
+        let mut placed: Vec<(Uuid, i64)> = Vec::new();
+        for o in &w.orders {
+            match placed.iter_mut().find(|(user, _)| *user == o.user_id) {
+                Some((_, n)) => *n += 1,
+                None => placed.push((o.user_id, 1)),
+            }
+        }
+        placed.sort();
+        let users = marks(placed.len());
+        let sql = format!(
+            "INSERT INTO customer_order_counts (user_id, placed) VALUES {}
+             ON DUPLICATE KEY UPDATE placed = placed + VALUES(placed)",
+            vec!["(?, ?)"; placed.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (user, n) in &placed {
+            query = query.bind(user).bind(n);
+        }
+        query.execute(&mut *self).await?;
+        for table in ["cart_items", "cart_codes"] {
+            let sql = format!("DELETE FROM {table} WHERE user_id IN ({users})");
+            let mut query = sqlx::query(&sql);
+            for (user, _) in &placed {
+                query = query.bind(user);
+            }
+            query.execute(&mut *self).await?;
+        }
+        for chunk in w.events.chunks(MYSQL_ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at) VALUES {rows}"
+            );
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query
+                    .bind(e.id)
+                    .bind(&e.routing_key)
+                    .bind(&e.event_type)
+                    .bind(&e.subject)
+                    .bind(Json(&e.document))
+                    .bind(e.time);
+            }
+            query.execute(&mut *self).await?;
+        }
+        for chunk in w.order_uses.chunks(MYSQL_ROWS_PER_INSERT) {
+            let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) VALUES {rows}"
+            );
+            let mut query = sqlx::query(&sql);
+            for (order, (plugin, key, who)) in chunk {
+                query = query.bind(order).bind(plugin).bind(key).bind(who);
+            }
+            query.execute(&mut *self).await?;
         }
         Ok(())
     }

@@ -38,6 +38,7 @@ const MIGRATIONS: Migrations<'static> = Migrations {
             "0004_customer_order_counts"
         ]
     ),
+    mysql: shopeezy_common::embed_migrations!("host/mysql", ["0001_schema"]),
 };
 
 /// The host's migrations, for both backends.

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use shopeezy_common::db::Db;
+use shopeezy_common::db::dialect::placeholders;
+use shopeezy_common::sql;
 use shopeezy_common::{insert_event, with_db, with_tx};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -97,8 +99,7 @@ async fn with_items(db: &Db, orders: Vec<OrderRow>) -> Result<Vec<Order>> {
 /// The order with this id.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<Order>> {
     let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-    let rows: Vec<OrderRow> =
-        with_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_all(pool).await?);
+    let rows: Vec<OrderRow> = with_db!(db, pool => sqlx::query_as(&placeholders(pool, &sql)).bind(id).fetch_all(pool).await?);
     Ok(with_items(db, rows).await?.pop())
 }
 
@@ -110,10 +111,10 @@ pub async fn list(
     limit: u32,
 ) -> Result<Vec<Order>> {
     let sql = format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3"
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR user_id = $2) AND ($3 IS NULL OR id < $4)
+         ORDER BY id DESC LIMIT $5"
     );
-    let rows: Vec<OrderRow> = with_db!(db, pool => sqlx::query_as(&sql).bind(user_id).bind(after).bind(i64::from(limit)).fetch_all(pool).await?);
+    let rows: Vec<OrderRow> = with_db!(db, pool => sqlx::query_as(&placeholders(pool, &sql)).bind(user_id).bind(user_id).bind(after).bind(after).bind(i64::from(limit)).fetch_all(pool).await?);
     with_items(db, rows).await
 }
 
@@ -131,7 +132,7 @@ pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
     order.updated_at = shopeezy_common::db::now();
     let event = order.status_event();
     with_tx!(db, tx => {
-        let moved = sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
+        let moved = sqlx::query(sql!(tx, "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4"))
             .bind(next.as_str())
             .bind(order.updated_at)
             .bind(id)
@@ -147,7 +148,7 @@ pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
             let mut lines: Vec<&PricedItem> = order.items.iter().collect();
             lines.sort_by_key(|l| l.product_id);
             for line in lines {
-                sqlx::query("UPDATE products SET stock = stock + $1 WHERE id = $2")
+                sqlx::query(sql!(tx, "UPDATE products SET stock = stock + $1 WHERE id = $2"))
                     .bind(line.quantity)
                     .bind(line.product_id)
                     .execute(&mut *tx)
@@ -157,20 +158,20 @@ pub async fn transition(db: &Db, id: Uuid, next: Status) -> Result<Order> {
         if next == Status::Cancelled {
             // Give back the uses of limited discounts the order took.
             let uses: Vec<(Uuid, String, String)> = sqlx::query_as(
-                "SELECT plugin_id, limit_key, customer_key FROM order_promotion_usage WHERE order_id = $1",
+                sql!(tx, "SELECT plugin_id, limit_key, customer_key FROM order_promotion_usage WHERE order_id = $1"),
             )
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
             for (plugin_id, key, who) in uses {
-                sqlx::query("UPDATE promotion_usage SET uses = uses - 1 WHERE plugin_id = $1 AND limit_key = $2 AND customer_key = $3 AND uses > 0")
+                sqlx::query(sql!(tx, "UPDATE promotion_usage SET uses = uses - 1 WHERE plugin_id = $1 AND limit_key = $2 AND customer_key = $3 AND uses > 0"))
                     .bind(plugin_id)
                     .bind(key)
                     .bind(who)
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query("DELETE FROM order_promotion_usage WHERE order_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query(sql!(tx, "DELETE FROM order_promotion_usage WHERE order_id = $1")).bind(id).execute(&mut *tx).await?;
         }
         insert_event!(&mut *tx, &event)?;
         tx.commit().await?;

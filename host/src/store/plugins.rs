@@ -3,7 +3,9 @@
 //! same transaction, so that replicas know to reload (`plugins::registry`).
 
 use chrono::{DateTime, Utc};
+use shopeezy_common::db::dialect::placeholders;
 use shopeezy_common::db::{Db, now};
+use shopeezy_common::sql;
 use shopeezy_common::{with_db, with_tx};
 use uuid::Uuid;
 
@@ -75,13 +77,13 @@ const BUMP_GENERATION: &str =
 /// How many plugins are enabled.
 pub async fn count_enabled(db: &Db) -> Result<i64> {
     Ok(with_db!(db, pool =>
-        sqlx::query_scalar("SELECT COUNT(*) FROM plugins WHERE enabled = $1").bind(true).fetch_one(pool).await?))
+        sqlx::query_scalar(sql!(pool, "SELECT COUNT(*) FROM plugins WHERE enabled = $1")).bind(true).fetch_one(pool).await?))
 }
 
 /// The generation of the stored plugins: it moves with every change.
 pub async fn generation(db: &Db) -> Result<i64> {
     Ok(with_db!(db, pool =>
-        sqlx::query_scalar("SELECT generation FROM plugin_generation WHERE id = 1").fetch_one(pool).await?))
+        sqlx::query_scalar(sql!(pool, "SELECT generation FROM plugin_generation WHERE id = 1")).fetch_one(pool).await?))
 }
 
 /// The enabled plugins, in running order (priority, then age).
@@ -89,15 +91,14 @@ pub async fn enabled(db: &Db) -> Result<Vec<Plugin>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM plugins WHERE enabled = $1 ORDER BY priority, created_at, id"
     );
-    let rows: Vec<Row> =
-        with_db!(db, pool => sqlx::query_as(&sql).bind(true).fetch_all(pool).await?);
+    let rows: Vec<Row> = with_db!(db, pool => sqlx::query_as(&placeholders(pool, &sql)).bind(true).fetch_all(pool).await?);
     rows.into_iter().map(Plugin::try_from).collect()
 }
 
 /// The component bytes of plugin `id`'s current version.
 pub async fn component(db: &Db, id: Uuid) -> Result<Vec<u8>> {
     Ok(with_db!(db, pool =>
-        sqlx::query_scalar("SELECT component FROM plugins WHERE id = $1").bind(id).fetch_one(pool).await?))
+        sqlx::query_scalar(sql!(pool, "SELECT component FROM plugins WHERE id = $1")).bind(id).fetch_one(pool).await?))
 }
 
 /// Stores a new plugin with its component; 409 `plugin_name_taken` when its
@@ -108,8 +109,8 @@ pub async fn insert(db: &Db, plugin: &Plugin, bytes: &[u8]) -> Result<()> {
         .map_or_else(|| "platform".to_owned(), |s| s.to_string());
     with_tx!(db, tx => {
         sqlx::query(
-            "INSERT INTO plugins (id, name, hook, scope_key, seller_id, version, sha256, size, component, priority, failure_policy, config, enabled, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            sql!(tx, "INSERT INTO plugins (id, name, hook, scope_key, seller_id, version, sha256, size, component, priority, failure_policy, config, enabled, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"),
         )
         .bind(plugin.id)
         .bind(&plugin.name)
@@ -129,7 +130,7 @@ pub async fn insert(db: &Db, plugin: &Plugin, bytes: &[u8]) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on(e, "name", Error::PluginNameTaken))?;
-        sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+        sqlx::query(sql!(tx, BUMP_GENERATION)).execute(&mut *tx).await?;
         tx.commit().await?;
     });
     Ok(())
@@ -138,8 +139,7 @@ pub async fn insert(db: &Db, plugin: &Plugin, bytes: &[u8]) -> Result<()> {
 /// One plugin.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<Plugin>> {
     let sql = format!("SELECT {COLUMNS} FROM plugins WHERE id = $1");
-    let row: Option<Row> =
-        with_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+    let row: Option<Row> = with_db!(db, pool => sqlx::query_as(&placeholders(pool, &sql)).bind(id).fetch_optional(pool).await?);
     row.map(Plugin::try_from).transpose()
 }
 
@@ -151,10 +151,10 @@ pub async fn list(
     limit: u32,
 ) -> Result<Vec<Plugin>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM plugins WHERE ($1 IS NULL OR seller_id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        "SELECT {COLUMNS} FROM plugins WHERE ($1 IS NULL OR seller_id = $2) AND ($3 IS NULL OR id > $4) ORDER BY id LIMIT $5"
     );
     let rows: Vec<Row> = with_db!(db, pool =>
-        sqlx::query_as(&sql).bind(seller_id).bind(after).bind(i64::from(limit)).fetch_all(pool).await?);
+        sqlx::query_as(&placeholders(pool, &sql)).bind(seller_id).bind(seller_id).bind(after).bind(after).bind(i64::from(limit)).fetch_all(pool).await?);
     rows.into_iter().map(Plugin::try_from).collect()
 }
 
@@ -163,20 +163,20 @@ pub async fn update(db: &Db, id: Uuid, s: &Settings) -> Result<bool> {
     let config = s.config.as_ref().map(serde_json::Value::to_string);
     let found = with_tx!(db, tx => {
         let done = sqlx::query(
-            "UPDATE plugins SET enabled = COALESCE($2, enabled), priority = COALESCE($3, priority),
-             failure_policy = COALESCE($4, failure_policy), config = COALESCE($5, config), updated_at = $6 WHERE id = $1",
+            sql!(tx, "UPDATE plugins SET enabled = COALESCE($1, enabled), priority = COALESCE($2, priority),
+             failure_policy = COALESCE($3, failure_policy), config = COALESCE($4, config), updated_at = $5 WHERE id = $6"),
         )
-        .bind(id)
         .bind(s.enabled)
         .bind(s.priority)
         .bind(s.failure_policy.map(FailurePolicy::as_str))
         .bind(config.as_deref())
         .bind(now())
+        .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if done == 1 {
-            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            sqlx::query(sql!(tx, BUMP_GENERATION)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         done == 1
@@ -189,18 +189,18 @@ pub async fn update(db: &Db, id: Uuid, s: &Settings) -> Result<bool> {
 pub async fn replace_component(db: &Db, id: Uuid, bytes: &[u8], sha: &str) -> Result<bool> {
     let found = with_tx!(db, tx => {
         let done = sqlx::query(
-            "UPDATE plugins SET component = $2, sha256 = $3, size = $4, version = version + 1, updated_at = $5 WHERE id = $1",
+            sql!(tx, "UPDATE plugins SET component = $1, sha256 = $2, size = $3, version = version + 1, updated_at = $4 WHERE id = $5"),
         )
-        .bind(id)
         .bind(bytes)
         .bind(sha)
         .bind(bytes.len() as i64)
         .bind(now())
+        .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if done == 1 {
-            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            sqlx::query(sql!(tx, BUMP_GENERATION)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         done == 1
@@ -211,9 +211,9 @@ pub async fn replace_component(db: &Db, id: Uuid, bytes: &[u8], sha: &str) -> Re
 /// Uninstalls; whether there was such a plugin.
 pub async fn delete(db: &Db, id: Uuid) -> Result<bool> {
     let found = with_tx!(db, tx => {
-        let done = sqlx::query("DELETE FROM plugins WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+        let done = sqlx::query(sql!(tx, "DELETE FROM plugins WHERE id = $1")).bind(id).execute(&mut *tx).await?.rows_affected();
         if done == 1 {
-            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            sqlx::query(sql!(tx, BUMP_GENERATION)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         done == 1

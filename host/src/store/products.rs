@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use shopeezy_common::db::Db;
+use shopeezy_common::sql;
 use shopeezy_common::with_db;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -47,8 +48,16 @@ impl From<Row> for Product {
     }
 }
 
-/// The columns of [`Row`], for `SELECT`s (prefixed `p.`).
-pub(super) const COLUMNS: &str = "p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.stock, p.tags, p.attributes, p.created_at, p.updated_at";
+/// The columns of [`Row`], for `SELECT`s (prefixed `p.`), as a literal for
+/// `concat!`.
+macro_rules! columns {
+    () => {
+        "p.id, p.seller_id, p.sku, p.name, p.description, p.price, p.currency, p.stock, p.tags, p.attributes, p.created_at, p.updated_at"
+    };
+}
+
+/// The same, for statements made at run time.
+pub(super) const COLUMNS: &str = columns!();
 
 /// Lists a product.
 pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
@@ -70,8 +79,8 @@ pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
     with_db!(db, pool => {
         let mut tx = pool.begin().await?;
         sqlx::query(
-            "INSERT INTO products (id, seller_id, sku, name, description, price, currency, stock, tags, attributes, created_at, updated_at, name_folded)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            sql!(pool, "INSERT INTO products (id, seller_id, sku, name, description, price, currency, stock, tags, attributes, created_at, updated_at, name_folded)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
         )
         .bind(product.id)
         .bind(product.seller_id)
@@ -90,7 +99,7 @@ pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
         .await
         .map_err(|e| conflict_on(e, "sku", Error::SkuTaken))?;
         for tag in &product.tags {
-            sqlx::query("INSERT INTO product_tags (product_id, tag) VALUES ($1, $2)")
+            sqlx::query(sql!(pool, "INSERT INTO product_tags (product_id, tag) VALUES ($1, $2)"))
                 .bind(product.id)
                 .bind(tag)
                 .execute(&mut *tx)
@@ -103,9 +112,13 @@ pub async fn insert(db: &Db, new: NewProduct) -> Result<Product> {
 
 /// The product with this id, unless deleted.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<Product>> {
-    let sql = format!("SELECT {COLUMNS} FROM products p WHERE p.id = $1 AND p.deleted_at IS NULL");
+    const SQL: &str = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM products p WHERE p.id = $1 AND p.deleted_at IS NULL"
+    );
     let row: Option<Row> =
-        with_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+        with_db!(db, pool => sqlx::query_as(sql!(pool, SQL)).bind(id).fetch_optional(pool).await?);
     Ok(row.map(Product::from))
 }
 
@@ -131,19 +144,25 @@ pub async fn list(
         .q
         .as_deref()
         .map(|q| format!("%{}%", escape_like(&q.to_lowercase())));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM products p
+    const SQL: &str = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM products p
          WHERE p.deleted_at IS NULL
-           AND ($1 IS NULL OR p.id > $1)
-           AND ($2 IS NULL OR p.name_folded LIKE $2 ESCAPE '\\')
-           AND ($3 IS NULL OR EXISTS (SELECT 1 FROM product_tags t WHERE t.tag = $3 AND t.product_id = p.id))
-           AND ($4 IS NULL OR p.seller_id = $4)
-         ORDER BY p.id LIMIT $5"
+           AND ($1 IS NULL OR p.id > $2)
+           AND ($3 IS NULL OR p.name_folded LIKE $4 ESCAPE '\\')
+           AND ($5 IS NULL OR EXISTS (SELECT 1 FROM product_tags t WHERE t.tag = $6 AND t.product_id = p.id))
+           AND ($7 IS NULL OR p.seller_id = $8)
+         ORDER BY p.id LIMIT $9"
     );
-    let rows: Vec<Row> = with_db!(db, pool => sqlx::query_as(&sql)
+    let rows: Vec<Row> = with_db!(db, pool => sqlx::query_as(sql!(pool, SQL))
+        .bind(after)
         .bind(after)
         .bind(pattern.as_deref())
+        .bind(pattern.as_deref())
         .bind(filter.tag.as_deref())
+        .bind(filter.tag.as_deref())
+        .bind(filter.seller_id)
         .bind(filter.seller_id)
         .bind(i64::from(limit))
         .fetch_all(pool)
@@ -159,16 +178,15 @@ fn escape_like(text: &str) -> String {
 
 /// Applies `changes`; `None` when there is no such (undeleted) product.
 pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Product>> {
-    let sql = "UPDATE products SET sku = COALESCE($2, sku), name = COALESCE($3, name),
-               description = COALESCE($4, description), price = COALESCE($5, price),
-               currency = COALESCE($6, currency), tags = COALESCE($7, tags),
-               attributes = COALESCE($8, attributes), stock = COALESCE($9, stock), updated_at = $10,
-               name_folded = COALESCE($11, name_folded)
-               WHERE id = $1 AND deleted_at IS NULL";
+    const SQL: &str = "UPDATE products SET sku = COALESCE($1, sku), name = COALESCE($2, name),
+               description = COALESCE($3, description), price = COALESCE($4, price),
+               currency = COALESCE($5, currency), tags = COALESCE($6, tags),
+               attributes = COALESCE($7, attributes), stock = COALESCE($8, stock), updated_at = $9,
+               name_folded = COALESCE($10, name_folded)
+               WHERE id = $11 AND deleted_at IS NULL";
     let found = with_db!(db, pool => {
         let mut tx = pool.begin().await?;
-        let done = sqlx::query(sql)
-            .bind(id)
+        let done = sqlx::query(sql!(pool, SQL))
             .bind(changes.sku.as_deref())
             .bind(changes.name.as_deref())
             .bind(changes.description.as_deref())
@@ -179,14 +197,15 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Produc
             .bind(changes.stock)
             .bind(shopeezy_common::db::now())
             .bind(changes.name.as_ref().map(|n| n.to_lowercase()))
+            .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on(e, "sku", Error::SkuTaken))?
             .rows_affected();
         if let (1, Some(tags)) = (done, &changes.tags) {
-            sqlx::query("DELETE FROM product_tags WHERE product_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query(sql!(pool, "DELETE FROM product_tags WHERE product_id = $1")).bind(id).execute(&mut *tx).await?;
             for tag in tags {
-                sqlx::query("INSERT INTO product_tags (product_id, tag) VALUES ($1, $2)")
+                sqlx::query(sql!(pool, "INSERT INTO product_tags (product_id, tag) VALUES ($1, $2)"))
                     .bind(id)
                     .bind(tag)
                     .execute(&mut *tx)
@@ -205,16 +224,18 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<Produc
 /// Hides a product from sale and takes it out of every cart; past orders
 /// keep their lines. Whether there was such a product.
 pub async fn delete(db: &Db, id: Uuid) -> Result<bool> {
+    let now = shopeezy_common::db::now();
     let found = with_db!(db, pool => {
         let mut tx = pool.begin().await?;
-        let done = sqlx::query("UPDATE products SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL")
+        let done = sqlx::query(sql!(pool, "UPDATE products SET deleted_at = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL"))
+            .bind(now)
+            .bind(now)
             .bind(id)
-            .bind(shopeezy_common::db::now())
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query("DELETE FROM cart_items WHERE product_id = $1").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM product_tags WHERE product_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query(sql!(pool, "DELETE FROM cart_items WHERE product_id = $1")).bind(id).execute(&mut *tx).await?;
+        sqlx::query(sql!(pool, "DELETE FROM product_tags WHERE product_id = $1")).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         done == 1
     });

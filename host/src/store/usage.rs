@@ -2,6 +2,7 @@
 //! transaction (see `checkout.rs`); the cart view only reads them.
 
 use shopeezy_common::db::Db;
+use shopeezy_common::sql;
 use shopeezy_common::with_db;
 use uuid::Uuid;
 
@@ -32,8 +33,8 @@ pub async fn exhausted(
     for claim in priced.claims() {
         let customer_key = customer.to_string();
         let (total, mine): (Option<i64>, Option<i64>) = with_db!(db, pool => (
-            sqlx::query_scalar(USES_SQL).bind(claim.plugin_id).bind(&claim.key).bind(TOTAL).fetch_optional(pool).await?,
-            sqlx::query_scalar(USES_SQL).bind(claim.plugin_id).bind(&claim.key).bind(&customer_key).fetch_optional(pool).await?,
+            sqlx::query_scalar(sql!(pool, USES_SQL)).bind(claim.plugin_id).bind(&claim.key).bind(TOTAL).fetch_optional(pool).await?,
+            sqlx::query_scalar(sql!(pool, USES_SQL)).bind(claim.plugin_id).bind(&claim.key).bind(&customer_key).fetch_optional(pool).await?,
         ));
         if !fits(claim, total.unwrap_or(0), mine.unwrap_or(0)) {
             out.push((claim.plugin_id, claim.key.clone()));

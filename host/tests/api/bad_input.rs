@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, User, id_of, json_body, send, send_oversized, spawn_app};
 
-both_backends!(
+every_backend!(
     absurd_quantities_leave_the_cart_alone,
     unknown_and_malformed_ids_are_refused,
     malformed_bodies_are_refused,

@@ -7,7 +7,7 @@ use tokio::sync::Barrier;
 
 use crate::helpers::{Backend, Options, id_of, spawn_app, spawn_app_with};
 
-both_backends!(
+every_backend!(
     pgbouncer:
     a_line_is_set_changed_and_removed,
     a_line_cannot_ask_for_more_than_the_stock,

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, id_of, spawn_app, without_times};
 
-both_backends!(
+every_backend!(
     pgbouncer:
     a_seller_lists_a_product_anyone_can_find,
     search_filters_and_pages,

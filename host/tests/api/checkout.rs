@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::helpers::{Backend, id_of, spawn_app};
 
-both_backends!(
+every_backend!(
     checkout_turns_the_cart_into_an_order,
     the_checkout_answer_is_the_stored_order,
     an_empty_cart_cannot_check_out,

@@ -19,7 +19,7 @@ use crate::helpers::{
 };
 use crate::plugin_helpers::{component, host_options};
 
-both_backends!(
+every_backend!(
     text_with_a_nul_is_refused_everywhere,
     a_currency_outside_iso_4217_is_refused,
     an_early_answer_closes_a_connection_whose_body_was_not_read,

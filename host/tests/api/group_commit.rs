@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, User, assert_no_5xx, check_out_at_once, id_of, spawn_app};
 
-both_backends!(
+every_backend!(
     pgbouncer:
     each_checkout_of_a_batch_is_answered_on_its_own,
     an_order_that_fails_in_the_database_fails_alone,
@@ -174,6 +174,17 @@ async fn poison_orders_of(app: &TestApp, user: Uuid) {
                 .execute(pool)
                 .await
                 .unwrap();
+        } else if app.db.is_mysql() {
+            sqlx::raw_sql(&format!(
+                "CREATE TRIGGER poison BEFORE INSERT ON orders FOR EACH ROW
+                 BEGIN IF NEW.user_id = UNHEX('{}') THEN
+                   SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poisoned order';
+                 END IF; END",
+                user.simple()
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
         } else {
             sqlx::query(&format!(
                 "CREATE TRIGGER poison BEFORE INSERT ON orders WHEN NEW.user_id = X'{}'

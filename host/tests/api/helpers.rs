@@ -378,7 +378,8 @@ impl TestApp {
     /// parameter bound as `$1`.
     pub async fn count(&self, sql: &str, param: Option<&str>) -> i64 {
         shopeezy_common::with_db!(&self.db, pool => {
-            let mut query = sqlx::query_scalar::<_, i64>(sql);
+            let sql = shopeezy_common::db::dialect::placeholders(pool, sql);
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
             if let Some(p) = param {
                 query = query.bind(p.to_owned());
             }
@@ -414,7 +415,7 @@ impl TestApp {
     pub async fn order_events(&self, order_id: Uuid, routing_key: &str) -> i64 {
         let sql = "SELECT COUNT(*) FROM outbox WHERE routing_key = $1 AND subject = $2";
         let subject = format!("orders/{order_id}");
-        shopeezy_common::with_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(sql)
+        shopeezy_common::with_db!(&self.db, pool => sqlx::query_scalar::<_, i64>(&shopeezy_common::db::dialect::placeholders(pool, sql))
             .bind(routing_key)
             .bind(&subject)
             .fetch_one(pool)
@@ -427,7 +428,7 @@ impl TestApp {
     pub async fn order_event_documents(&self, order_id: Uuid, routing_key: &str) -> Vec<Value> {
         let sql = "SELECT payload FROM outbox WHERE routing_key = $1 AND subject = $2 ORDER BY seq";
         let subject = format!("orders/{order_id}");
-        let rows: Vec<sqlx::types::Json<Value>> = shopeezy_common::with_db!(&self.db, pool => sqlx::query_scalar(sql)
+        let rows: Vec<sqlx::types::Json<Value>> = shopeezy_common::with_db!(&self.db, pool => sqlx::query_scalar(&shopeezy_common::db::dialect::placeholders(pool, sql))
             .bind(routing_key)
             .bind(&subject)
             .fetch_all(pool)

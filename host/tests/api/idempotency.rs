@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::helpers::{Backend, Reply, id_of, spawn_app};
 
-both_backends!(
+every_backend!(
     pgbouncer:
     twenty_racing_retries_make_one_order,
     retries_racing_on_two_replicas_make_one_order,

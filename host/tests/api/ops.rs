@@ -6,7 +6,7 @@ use reqwest::Method;
 
 use crate::helpers::{Backend, eventually, send, spawn_app};
 
-both_backends!(
+every_backend!(
     health_and_readiness_are_reported,
     metrics_count_requests,
     the_api_is_described,

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, User, id_of, send, spawn_app};
 
-both_backends!(
+every_backend!(
     shoppers_see_only_their_own_orders,
     cancelling_puts_the_stock_back_once,
     racing_cancels_put_the_stock_back_once,

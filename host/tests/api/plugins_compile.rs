@@ -20,7 +20,7 @@ use wasm_encoder::{
 use crate::helpers::{Api, Backend, eventually, id_of, send, spawn_app};
 use crate::plugin_helpers::{component, line_of, manifest, plugins_dir};
 
-both_backends!(
+every_backend!(
     a_huge_function_is_refused_at_once_naming_the_limit,
     a_branchy_function_is_refused_at_once_naming_the_limit,
     thousands_of_functions_are_refused_at_once_naming_the_limit,

@@ -14,7 +14,7 @@ use crate::plugin_helpers::{
     assert_charged_as_shown, assert_ran, component, host_options, line_of, violations_with,
 };
 
-both_backends!(
+every_backend!(
     a_sleeping_plugin_answers_within_its_time_limit,
     overflowing_prices_are_the_plugins_failure,
     dry_run_samples_are_capped_like_carts,

@@ -9,7 +9,7 @@ use crate::plugin_helpers::{
     assert_charged_as_shown, assert_ran, component, components, labels, line_of, violations_with,
 };
 
-both_backends!(
+every_backend!(
     volume_pricing_lowers_the_unit_price_at_a_tier,
     attribute_sale_discounts_the_lines_on_sale,
     promo_codes_apply_only_once_entered,

@@ -16,7 +16,7 @@ use crate::helpers::{
 };
 use crate::plugin_helpers::{assert_ran, components, line_of};
 
-both_backends!(
+every_backend!(
     pgbouncer:
     a_limited_code_raced_by_fifty_shoppers_is_used_exactly_its_cap,
     a_new_version_swapped_in_under_concurrent_checkouts_is_never_mixed,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::helpers::{Backend, id_of, spawn_app};
 use crate::plugin_helpers::components;
 
-both_backends!(the_local_runner_reports_what_dry_run_does);
+every_backend!(the_local_runner_reports_what_dry_run_does);
 
 /// Runs `shopeezy-host plugin run` on `wasm` as a `hook` plugin with
 /// `config` on `sample`, with no `SHOPEEZY_*` setting (the default limits,

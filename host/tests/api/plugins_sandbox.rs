@@ -17,7 +17,7 @@ use crate::plugin_helpers::{
     upload_form, violations_with,
 };
 
-both_backends!(
+every_backend!(
     endless_loop_runs_out_of_fuel,
     memory_hog_hits_the_memory_limit,
     deep_recursion_overflows_the_stack,

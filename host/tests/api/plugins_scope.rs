@@ -10,7 +10,7 @@ use crate::plugin_helpers::{
     assert_charged_as_shown, assert_ran, components, line_of, manifest, upload_form,
 };
 
-both_backends!(
+every_backend!(
     a_sellers_promotion_touches_only_its_own_lines,
     a_sellers_order_discounts_never_take_more_than_its_lines,
     a_seller_cannot_see_or_manage_another_sellers_plugin,

@@ -8,7 +8,7 @@ use crate::helpers::{
     Api, Backend, Reply, User, assert_no_5xx, check_out_all_at_once, id_of, spawn_app,
 };
 
-both_backends!(
+every_backend!(
     pgbouncer:
     two_hundred_shoppers_race_for_fifty_units,
     carts_filled_in_opposite_orders_never_deadlock,

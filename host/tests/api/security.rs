@@ -16,7 +16,7 @@ use crate::helpers::{
     Api, Backend, Options, Reply, eventually, id_of, send, spawn_app, spawn_app_with,
 };
 
-both_backends!(
+every_backend!(
     requests_without_a_valid_token_are_refused,
     a_sign_out_is_refused_by_every_replica_within_a_second,
     a_password_change_or_deletion_is_refused_by_every_replica_within_a_second,

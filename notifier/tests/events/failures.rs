@@ -14,7 +14,7 @@ use crate::helpers::{
     Backend, Message, Options, TestBroker, broker_proxy, by_subject, eventually, id_of, spawn,
 };
 
-both_backends!(
+every_backend!(
     broker_outage_mid_stream_loses_no_event,
     relay_killed_after_publish_redelivers_and_the_notifier_acts_once,
     two_relays_deliver_everything_in_each_orders_order,

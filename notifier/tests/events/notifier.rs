@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::helpers::{Backend, Options, TestBroker, eventually, id_of, spawn};
 
-both_backends!(notifier_keeps_what_it_would_send_for_its_owner);
+every_backend!(notifier_keeps_what_it_would_send_for_its_owner);
 
 async fn notifier_keeps_what_it_would_send_for_its_owner(backend: Backend) {
     let Some(broker) = TestBroker::new().await else {

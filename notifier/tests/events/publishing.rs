@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Backend, Message, Options, TestBroker, eventually, id_of, spawn};
 
-both_backends!(
+every_backend!(
     status_changes_publish_one_cloudevent_each,
     user_registered_is_published_by_the_account_service,
 );
