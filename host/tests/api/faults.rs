@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde_json::json;
 use shopeezy_testkit::servers;
 use sqlx::ConnectOptions;
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
@@ -150,6 +151,70 @@ async fn an_early_answer_closes_a_connection_whose_body_was_not_read(backend: Ba
     assert_eq!(created.header("connection"), None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_killing_connections_under_load_is_503_and_checkout_retries() {
+    let Some(app) = spawn_app(Backend::MySql).await else {
+        return;
+    };
+    let seller = app.seller().await;
+    let product = app.product(&seller, "Lamp", 1_000, 10_000).await;
+    let product: Uuid = product["id"].as_str().unwrap().parse().unwrap();
+    let shoppers = app.customers(6).await;
+    let name: String = shopeezy_common::with_db!(&app.db, pool => sqlx::query_scalar("SELECT DATABASE()")
+        .fetch_one(pool)
+        .await
+        .unwrap());
+    let mut admin = MySqlConnectOptions::from_str(&servers::mysql_base_url())
+        .unwrap()
+        .log_statements(tracing::log::LevelFilter::Off)
+        .connect()
+        .await
+        .unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        async move {
+            let mut killed = 0_i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                )
+                .bind(&name)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+                for id in ids {
+                    // Gone already, or ended meanwhile: either is fine.
+                    if sqlx::raw_sql(&format!("KILL CONNECTION {id}"))
+                        .execute(&mut admin)
+                        .await
+                        .is_ok()
+                    {
+                        killed += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            killed
+        }
+    };
+    let shopping = async {
+        let replies = join_all(shoppers.iter().map(|u| shop(&app, u, product, 8))).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        replies
+    };
+    let (replies, killed) = tokio::join!(shopping, killer);
+    assert!(killed > 0, "connections were killed under load");
+    let replies: Vec<Reply> = replies.into_iter().flatten().collect();
+    assert_answered(&replies);
+
+    // Every shopper's eight orders were placed exactly once, and the stock
+    // went exactly where the orders say.
+    assert_eq!(app.order_rows().await, 6 * 8);
+    assert_eq!(app.stock_of(product).await, 10_000 - 6 * 8);
+}
+
 /// The name of the host's database, and a connection to the server that
 /// can terminate the host's connections to it.
 async fn host_database(app: &TestApp) -> (String, sqlx::PgConnection) {
@@ -256,13 +321,28 @@ async fn postgres_terminating_connections_under_load_is_503_and_checkout_retries
     assert_eq!(app.stock_of(product).await, 10_000 - 6 * 8);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_lost_database_answers_503_at_once_and_is_used_again_when_back() {
+mod a_lost_database_answers_503_at_once_and_is_used_again_when_back {
+    use super::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::a_lost_database_answers_503_at_once_and_is_used_again_when_back(Backend::Production)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mysql() {
+        super::a_lost_database_answers_503_at_once_and_is_used_again_when_back(Backend::MySql)
+            .await;
+    }
+}
+
+async fn a_lost_database_answers_503_at_once_and_is_used_again_when_back(backend: Backend) {
     let options = Options {
         database_through_proxy: true,
         ..Options::default()
     };
-    let Some(app) = spawn_app_with(Backend::Production, options).await else {
+    let Some(app) = spawn_app_with(backend, options).await else {
         return;
     };
     let proxy = app.db_proxy.clone().unwrap();
