@@ -178,7 +178,10 @@ mod tests {
         );
         const OK: &str = "SELECT $1, '$9', $2";
         let bytes = question_marks::<{ OK.len() }>(OK);
-        assert_eq!(std::str::from_utf8(&bytes).unwrap(), "SELECT ? , '$9', ? ");
+        assert_eq!(
+            std::str::from_utf8(&bytes).expect("UTF-8"),
+            "SELECT ? , '$9', ? "
+        );
     }
 
     #[test]
