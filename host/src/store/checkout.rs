@@ -735,6 +735,23 @@ fn marks(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// Inserts `rows` with `head` (`INSERT INTO t (columns) `) and one
+/// `VALUES` tuple per row, as `bind` binds it: at most
+/// [`MYSQL_ROWS_PER_INSERT`] rows per statement.
+async fn insert_rows<'a, T>(
+    conn: &mut MySqlConnection,
+    head: &str,
+    rows: &'a [T],
+    mut bind: impl FnMut(sqlx::query_builder::Separated<'_, 'a, sqlx::MySql, &'static str>, &'a T),
+) -> sqlx::Result<()> {
+    for chunk in rows.chunks(MYSQL_ROWS_PER_INSERT) {
+        let mut query = sqlx::QueryBuilder::<sqlx::MySql>::new(head);
+        query.push_values(chunk, &mut bind);
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Turns a duplicate key of the statement just run into
 /// [`Error::Contention`]: a racing batch wrote the same idempotency key or
 /// usage counter first, and the next try reads what it wrote.
@@ -857,25 +874,23 @@ impl CheckoutTx for MySqlConnection {
         // The keys first: a racing replica's key fails this statement alone,
         // and the batch is tried again.
         let now = shopeezy_common::db::now();
-        for chunk in w.keys.chunks(MYSQL_ROWS_PER_INSERT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO idempotency (user_id, \"key\", body_hash, cart_hash, order_id, status, response, created_at) VALUES {rows}"
-            );
-            let mut query = sqlx::query(&sql);
-            for k in chunk {
-                query = query
-                    .bind(k.user_id)
-                    .bind(&k.key)
-                    .bind(&k.stored.body_hash)
-                    .bind(&k.stored.cart_hash)
-                    .bind(k.stored.order_id)
-                    .bind(k.stored.status)
-                    .bind(&k.stored.response)
-                    .bind(now);
-            }
-            query.execute(&mut *self).await.map_err(raced)?;
-        }
+        insert_rows(
+            self,
+            "INSERT INTO idempotency (user_id, \"key\", body_hash, cart_hash, order_id, status, response, created_at) ",
+            &w.keys,
+            |mut row, k| {
+                row.push_bind(k.user_id)
+                    .push_bind(&k.key)
+                    .push_bind(&k.stored.body_hash)
+                    .push_bind(&k.stored.cart_hash)
+                    .push_bind(k.stored.order_id)
+                    .push_bind(k.stored.status)
+                    .push_bind(&k.stored.response)
+                    .push_bind(now);
+            },
+        )
+        .await
+        .map_err(raced)?;
         // Stock, where enough is left: the rows updated are the rows that
         // had enough (sqlx asks MySQL for rows found, not rows changed).
         if !w.stock.is_empty() {
@@ -924,54 +939,48 @@ impl CheckoutTx for MySqlConnection {
                 return Err(Error::Contention);
             }
         }
-        for chunk in w.orders.chunks(MYSQL_ROWS_PER_INSERT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at) VALUES {rows}"
-            );
-            let mut query = sqlx::query(&sql);
-            for o in chunk {
-                query = query
-                    .bind(o.id)
-                    .bind(o.user_id)
-                    .bind(o.status.as_str())
-                    .bind(o.subtotal)
-                    .bind(o.discount_total)
-                    .bind(o.total)
-                    .bind(&o.currency)
-                    .bind(Json(&o.adjustments))
-                    .bind(Json(&o.plugins))
-                    .bind(o.created_at)
-                    .bind(o.updated_at);
-            }
-            query.execute(&mut *self).await?;
-        }
+        insert_rows(
+            self,
+            "INSERT INTO orders (id, user_id, status, subtotal, discount_total, total, currency, adjustments, plugins, created_at, updated_at) ",
+            &w.orders,
+            |mut row, o| {
+                row.push_bind(o.id)
+                    .push_bind(o.user_id)
+                    .push_bind(o.status.as_str())
+                    .push_bind(o.subtotal)
+                    .push_bind(o.discount_total)
+                    .push_bind(o.total)
+                    .push_bind(&o.currency)
+                    .push_bind(Json(&o.adjustments))
+                    .push_bind(Json(&o.plugins))
+                    .push_bind(o.created_at)
+                    .push_bind(o.updated_at);
+            },
+        )
+        .await?;
         let items: Vec<(Uuid, usize, &crate::domain::PricedItem)> = w
             .orders
             .iter()
             .flat_map(|o| o.items.iter().enumerate().map(|(n, i)| (o.id, n, i)))
             .collect();
-        for chunk in items.chunks(MYSQL_ROWS_PER_INSERT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments) VALUES {rows}"
-            );
-            let mut query = sqlx::query(&sql);
-            for (order, line_no, i) in chunk {
-                query = query
-                    .bind(order)
-                    .bind(*line_no as i32)
-                    .bind(i.product_id)
-                    .bind(&i.sku)
-                    .bind(&i.name)
-                    .bind(i.seller_id)
-                    .bind(i.quantity)
-                    .bind(i.unit_price)
-                    .bind(i.line_total)
-                    .bind(Json(&i.adjustments));
-            }
-            query.execute(&mut *self).await?;
-        }
+        insert_rows(
+            self,
+            "INSERT INTO order_items (order_id, line_no, product_id, sku, name, seller_id, quantity, unit_price, line_total, adjustments) ",
+            &items,
+            |mut row, (order, line_no, i)| {
+                row.push_bind(*order)
+                    .push_bind(*line_no as i32)
+                    .push_bind(i.product_id)
+                    .push_bind(&i.sku)
+                    .push_bind(&i.name)
+                    .push_bind(i.seller_id)
+                    .push_bind(i.quantity)
+                    .push_bind(i.unit_price)
+                    .push_bind(i.line_total)
+                    .push_bind(Json(&i.adjustments));
+            },
+        )
+        .await?;
         let mut placed: Vec<(Uuid, i64)> = Vec::new();
         for o in &w.orders {
             match placed.iter_mut().find(|(user, _)| *user == o.user_id) {
@@ -999,34 +1008,32 @@ impl CheckoutTx for MySqlConnection {
             }
             query.execute(&mut *self).await?;
         }
-        for chunk in w.events.chunks(MYSQL_ROWS_PER_INSERT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at) VALUES {rows}"
-            );
-            let mut query = sqlx::query(&sql);
-            for e in chunk {
-                query = query
-                    .bind(e.id)
-                    .bind(&e.routing_key)
-                    .bind(&e.event_type)
-                    .bind(&e.subject)
-                    .bind(Json(&e.document))
-                    .bind(e.time);
-            }
-            query.execute(&mut *self).await?;
-        }
-        for chunk in w.order_uses.chunks(MYSQL_ROWS_PER_INSERT) {
-            let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) VALUES {rows}"
-            );
-            let mut query = sqlx::query(&sql);
-            for (order, (plugin, key, who)) in chunk {
-                query = query.bind(order).bind(plugin).bind(key).bind(who);
-            }
-            query.execute(&mut *self).await?;
-        }
+        insert_rows(
+            self,
+            "INSERT INTO outbox (id, routing_key, event_type, subject, payload, created_at) ",
+            &w.events,
+            |mut row, e| {
+                row.push_bind(e.id)
+                    .push_bind(&e.routing_key)
+                    .push_bind(&e.event_type)
+                    .push_bind(&e.subject)
+                    .push_bind(Json(&e.document))
+                    .push_bind(e.time);
+            },
+        )
+        .await?;
+        insert_rows(
+            self,
+            "INSERT INTO order_promotion_usage (order_id, plugin_id, limit_key, customer_key) ",
+            &w.order_uses,
+            |mut row, (order, (plugin, key, who))| {
+                row.push_bind(*order)
+                    .push_bind(*plugin)
+                    .push_bind(key)
+                    .push_bind(who);
+            },
+        )
+        .await?;
         Ok(())
     }
 }
