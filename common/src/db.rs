@@ -832,7 +832,13 @@ pub fn fault(err: &sqlx::Error) -> Option<Fault> {
 fn mysql_fault(number: u16, message: &str) -> Option<Fault> {
     match number {
         1021 | 1114 => Some(Fault::DiskFull),
-        1026 | 1030 if message.contains("28") => Some(Fault::DiskFull),
+        1026 | 1030
+            if message.contains("error 28 ")
+                || message.contains("errno: 28")
+                || message.contains("No space left") =>
+        {
+            Some(Fault::DiskFull)
+        }
         1040 | 1053 | 1077 | 1152 | 1158..=1161 | 1290 | 1836 | 1927 | 4031 => {
             Some(Fault::Unreachable)
         }
@@ -918,6 +924,42 @@ mod tests {
                 .any(|(name, _)| name == header::RETRY_AFTER)
         );
         assert_eq!(failure_problem(&sqlx::Error::RowNotFound).status, 500);
+    }
+
+    #[test]
+    fn mysql_server_errors_are_told_apart() {
+        assert_eq!(
+            mysql_fault(1040, "Too many connections"),
+            Some(Fault::Unreachable)
+        );
+        assert_eq!(
+            mysql_fault(1927, "Connection was killed"),
+            Some(Fault::Unreachable)
+        );
+        assert_eq!(
+            mysql_fault(1114, "The table 'orders' is full"),
+            Some(Fault::DiskFull)
+        );
+        assert_eq!(
+            mysql_fault(
+                1030,
+                "Got error 28 \"No space left on device\" from storage engine InnoDB"
+            ),
+            Some(Fault::DiskFull)
+        );
+        assert_eq!(
+            mysql_fault(1030, "Got error 128 from storage engine InnoDB"),
+            None
+        );
+        // A packet over max_allowed_packet is the statement's, not the server's.
+        assert_eq!(
+            mysql_fault(1153, "Got a packet bigger than 'max_allowed_packet' bytes"),
+            None
+        );
+        assert_eq!(
+            mysql_fault(1062, "Duplicate entry 'a' for key 'PRIMARY'"),
+            None
+        );
     }
 
     #[test]
