@@ -783,6 +783,11 @@ pub enum Fault {
     Unreachable,
     /// Its disk is full.
     DiskFull,
+    /// A concurrent transaction got in the way (a deadlock, a serialization
+    /// failure, a lock wait that timed out): the same write may succeed
+    /// right after. Checkout retries these itself; elsewhere they are
+    /// answered 503 with `Retry-After`, not 500.
+    Conflict,
 }
 
 /// What kind of fault `err` is, if it is one.
@@ -811,6 +816,8 @@ pub fn fault(err: &sqlx::Error) -> Option<Fault> {
                 return mysql_fault(my.number(), my.message());
             }
             match code {
+                // Serialization failure, deadlock, lock not available.
+                "40001" | "40P01" | "55P03" => Some(Fault::Conflict),
                 "53100" => Some(Fault::DiskFull),
                 // Connection exceptions (class 08), admin or crash shutdown,
                 // cannot connect now, too many connections, a read-only
@@ -842,6 +849,8 @@ fn mysql_fault(number: u16, message: &str) -> Option<Fault> {
         1040 | 1053 | 1077 | 1152 | 1158..=1161 | 1290 | 1836 | 1927 | 4031 => {
             Some(Fault::Unreachable)
         }
+        // A lock wait that timed out, a deadlock.
+        1205 | 1213 => Some(Fault::Conflict),
         _ => None,
     }
 }
@@ -850,7 +859,8 @@ fn mysql_fault(number: u16, message: &str) -> Option<Fault> {
 const RETRY_AFTER_SECS: &str = "1";
 
 /// The answer for a database failure: 503 `database_unavailable` when the
-/// database cannot be reached or cannot write now, 507 `storage_full` when
+/// database cannot be reached or cannot write now (or a concurrent
+/// transaction got in the way), 507 `storage_full` when
 /// its disk is full (both with `Retry-After`), 500 otherwise. The cause is
 /// for the log.
 pub fn failure_problem(err: &sqlx::Error) -> crate::Problem {
@@ -859,6 +869,11 @@ pub fn failure_problem(err: &sqlx::Error) -> crate::Problem {
         Some(Fault::Unreachable) => crate::Problem::unavailable(
             "database_unavailable",
             "the database cannot be reached right now; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, retry_after),
+        Some(Fault::Conflict) => crate::Problem::unavailable(
+            "database_unavailable",
+            "a concurrent change got in the way of this one; retry shortly",
         )
         .with_header(header::RETRY_AFTER, retry_after),
         Some(Fault::DiskFull) => crate::Problem::new(

@@ -314,7 +314,9 @@ impl Error {
             Self::AuthUnavailable => Code::AuthUnavailable,
             Self::PluginsLoading => Code::PluginsLoading,
             Self::Database(e) => match shopeezy_common::db::fault(e) {
-                Some(shopeezy_common::db::Fault::Unreachable) => Code::DatabaseUnavailable,
+                Some(
+                    shopeezy_common::db::Fault::Unreachable | shopeezy_common::db::Fault::Conflict,
+                ) => Code::DatabaseUnavailable,
                 Some(shopeezy_common::db::Fault::DiskFull) => Code::StorageFull,
                 None => Code::Internal,
             },
