@@ -14,6 +14,7 @@ every_backend!(
     carts_filled_in_opposite_orders_never_deadlock,
     stock_is_conserved_while_orders_are_cancelled,
     two_replicas_never_oversell,
+    a_line_put_while_its_cart_checks_out_is_ordered_or_kept,
 );
 
 /// Puts each user's lines in its cart, 32 users at a time; every put must succeed.
@@ -227,4 +228,72 @@ async fn two_replicas_never_oversell(backend: Backend) {
     assert_eq!(app.stock_of(a).await, 30 - with_a);
     assert_eq!(app.order_rows().await, 30);
     assert_eq!(app.outbox_rows_with_key("order.placed").await, 30);
+}
+
+/// A shopper puts a new line in the cart while that cart checks out: the line
+/// is either in the order (and gone from the cart) or still in the cart (and
+/// not in the order) — never lost by the checkout that empties the cart, and
+/// never ordered without being priced.
+async fn a_line_put_while_its_cart_checks_out_is_ordered_or_kept(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let seller = app.seller().await;
+    let first = id_of(&app.product(&seller, "Lamp", 1_000, 10_000).await);
+    let added = id_of(&app.product(&seller, "Bulb", 150, 10_000).await);
+    let shoppers = app.customers(8).await;
+    let (mut ordered, mut kept) = (0, 0);
+    for _ in 0..6 {
+        for shopper in &shoppers {
+            app.put_item(shopper, first, 1).await.expect(200);
+        }
+        let rounds = shoppers.iter().map(|shopper| {
+            let app = &app;
+            async move {
+                let key = Uuid::new_v4().to_string();
+                let (checkout, put) =
+                    tokio::join!(app.checkout(shopper, Some(&key), None), async {
+                        tokio::time::sleep(std::time::Duration::from_millis(u64::from(
+                            shopper.id.as_bytes()[0] % 8,
+                        )))
+                        .await;
+                        app.put_item(shopper, added, 2).await
+                    });
+                put.expect(200);
+                checkout.expect(201);
+                let items = checkout.body["items"].as_array().unwrap().clone();
+                let in_order = items.iter().any(|i| i["product_id"] == added.to_string());
+                let cart = app.cart(shopper).await;
+                cart.expect(200);
+                let in_cart = cart.body["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l["product_id"] == added.to_string());
+                assert!(
+                    in_order != in_cart,
+                    "the line is in the order: {in_order}, in the cart: {in_cart}: {items:?} / {}",
+                    cart.body
+                );
+                if in_order {
+                    let line = items.iter().find(|i| i["product_id"] == added.to_string());
+                    assert_eq!(line.unwrap()["quantity"], 2);
+                    assert_eq!(checkout.body["total"], 1_000 + 2 * 150);
+                } else {
+                    assert_eq!(checkout.body["total"], 1_000);
+                }
+                // The next round starts from an empty cart.
+                app.remove_item(shopper, added).await;
+                in_order
+            }
+        });
+        for in_order in futures::future::join_all(rounds).await {
+            if in_order {
+                ordered += 1;
+            } else {
+                kept += 1;
+            }
+        }
+    }
+    assert_eq!(ordered + kept, 6 * 8);
 }
