@@ -58,11 +58,13 @@ pub fn check(addr: &str) -> Result<(), String> {
         .set_read_timeout(Some(TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
         .map_err(|e| e.to_string())?;
-    write!(
-        stream,
+    // One write: the request whole.
+    let request = format!(
         "GET /healthz HTTP/1.1\r\nHost: {target}\r\nUser-Agent: shopeezy-healthcheck\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     // The status line is all that is read.
     let mut head = [0u8; 64];
     let mut len = 0;
@@ -94,9 +96,16 @@ mod tests {
         let port = listener.local_addr().expect("bound").port();
         std::thread::spawn(move || {
             if let Ok((mut conn, _)) = listener.accept() {
-                let mut request = [0u8; 1024];
-                let n = conn.read(&mut request).unwrap_or(0);
-                let request = String::from_utf8_lossy(&request[..n]).into_owned();
+                // The whole request (it ends with an empty line).
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request).into_owned();
                 let answer = if request.starts_with("GET /healthz HTTP/1.1\r\n") {
                     answer
                 } else {
