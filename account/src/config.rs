@@ -12,7 +12,13 @@ use crate::tokens;
 ///
 /// Every setting is an environment variable (shown in brackets) or a flag.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "shopeezy-account", version, about, long_about = None)]
+#[command(
+    name = "shopeezy-account",
+    version,
+    about,
+    long_about = None,
+    after_help = "`shopeezy-account healthcheck [ADDR]` checks the /healthz of the service running at ADDR (default: SHOPEEZY_ACCOUNT_HTTP_ADDR) and exits 0 when it answers 200."
+)]
 pub struct Config {
     /// Database: `sqlite://path` (created when missing) or `postgres://…`.
     #[arg(

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod extract;
+pub mod healthcheck;
 pub mod http;
 pub mod openapi;
 pub mod ops;

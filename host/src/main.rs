@@ -1,5 +1,6 @@
 //! `shopeezy-host`: the service (see `--help` for every setting), and
-//! `shopeezy-host plugin run`, the local plugin runner.
+//! `shopeezy-host plugin run`, the local plugin runner, and `shopeezy-host
+//! healthcheck`, which checks a running one's `/healthz` (exit 0 on a 200).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,8 @@ use shopeezy_host::{Application, Config};
     name = "shopeezy-host",
     version,
     about = "The host service: catalog, carts, checkout, orders, plugins and events.\n\nWithout a command it serves. Every setting is an environment variable (shown in brackets) or a flag.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "`shopeezy-host healthcheck [ADDR]` checks the /healthz of the service running at ADDR (default: SHOPEEZY_HOST_HTTP_ADDR) and exits 0 when it answers 200."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +57,8 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    // `shopeezy-host healthcheck`: the container images' health check.
+    shopeezy_common::healthcheck::exit_if_requested("SHOPEEZY_HOST_HTTP_ADDR", "127.0.0.1:8080");
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.config),

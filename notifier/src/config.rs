@@ -11,7 +11,13 @@ use shopeezy_common::events::amqp::DEFAULT_EXCHANGE;
 ///
 /// Every setting is an environment variable (shown in brackets) or a flag.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "shopeezy-notifier", version, about, long_about = None)]
+#[command(
+    name = "shopeezy-notifier",
+    version,
+    about,
+    long_about = None,
+    after_help = "`shopeezy-notifier healthcheck [ADDR]` checks the /healthz of the service running at ADDR (default: SHOPEEZY_NOTIFIER_HTTP_ADDR) and exits 0 when it answers 200."
+)]
 pub struct Config {
     /// Database: `sqlite://path` (created when missing) or `postgres://…`.
     #[arg(

@@ -6,7 +6,13 @@
 //! - `test`: runs every test. With `CI=true`, PostgreSQL, Redis and RabbitMQ
 //!   are required and checked first; without it, tests that need a server
 //!   that cannot be reached are skipped with a one-line reason.
+//! - `image`: builds the container images (`deploy/Containerfile`, one
+//!   target per service) with podman from the static binaries.
 //! - `bench`, `plugins`, `plugin run`: see `--help`.
+//!
+//! `run`, `test` and `image` build for [`MUSL`] (static binaries, which the
+//! images hold as they are): one compile serves all three. `bench` builds
+//! for the native target, as its figures always were.
 //!
 //! xtask depends on no crate of the workspace, so building it is quick and
 //! compiles nothing the services need. It builds them all with one command
@@ -68,6 +74,17 @@ enum Cmd {
         #[arg(long, value_name = "MINUTES", conflicts_with_all = ["quick", "full"])]
         soak: Option<u64>,
     },
+    /// Build the container images localhost/shopeezy-{account,host,notifier}
+    /// with podman (deploy/Containerfile; see README, Containers).
+    Image {
+        /// Build the binaries with optimisations (the images to ship);
+        /// without it the images hold the dev build `run` and `test` use.
+        #[arg(long)]
+        release: bool,
+        /// The images' tag.
+        #[arg(long, default_value = "latest")]
+        tag: String,
+    },
     /// Run every test (CI=true: PostgreSQL, Redis and RabbitMQ are required).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -100,6 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Run { release } => run(release),
         Cmd::Test { args } => test(&args),
+        Cmd::Image { release, tag } => image(release, &tag),
         Cmd::Bench {
             quick: _,
             full,
@@ -176,6 +194,99 @@ fn status(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// The target `run`, `test` and `image` build the services for: static
+/// binaries (musl libc linked in), so that a container image needs nothing
+/// but the binary.
+const MUSL: &str = "x86_64-unknown-linux-musl";
+
+/// What [`build`] compiles for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// [`MUSL`]: `run`, `test`, `image`.
+    Musl,
+    /// The machine's own (glibc): `bench`, whose figures stay comparable.
+    Native,
+}
+
+/// Adds the rustup target `target` to the toolchain `dir` resolves to,
+/// unless it is there already. Without rustup (a toolchain installed some
+/// other way) nothing is added and cargo reports a missing target itself.
+fn ensure_rust_target(dir: &Path, target: &str) -> Result<()> {
+    let Ok(listed) = Command::new("rustup")
+        .current_dir(dir)
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return Ok(());
+    };
+    let installed = String::from_utf8_lossy(&listed.stdout);
+    if listed.status.success() && installed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    let status = Command::new("rustup")
+        .current_dir(dir)
+        .args(["target", "add", target])
+        .status()
+        .context("running rustup target add")?;
+    if !status.success() {
+        bail!("`rustup target add {target}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// What building for [`MUSL`] needs: the rustup target, and `musl-gcc` for
+/// the crates that compile C (ring, SQLite, wasmtime's helpers). As root,
+/// a missing `musl-gcc` is installed with apt-get (Debian's `musl-tools`);
+/// otherwise the error says what to install.
+fn ensure_musl() -> Result<()> {
+    ensure_rust_target(&root(), MUSL)?;
+    let works = || {
+        Command::new("musl-gcc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    let root_user = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    let apt = Path::new("/usr/bin/apt-get").exists();
+    if !(root_user && apt) {
+        bail!(
+            "building for {MUSL} needs musl-gcc, which is not installed \
+             (Debian/Ubuntu: `sudo apt-get install musl-tools`)"
+        );
+    }
+    eprintln!("xtask: installing musl-tools (musl-gcc) with apt-get");
+    let install = || {
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "musl-tools",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        // A fresh machine may have no package lists yet.
+        status(Command::new("apt-get").args(["update", "-qq"]))?;
+        if !install() {
+            bail!("apt-get install musl-tools failed");
+        }
+    }
+    if !works() {
+        bail!("musl-tools is installed but musl-gcc does not run");
+    }
+    Ok(())
+}
+
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
@@ -186,6 +297,7 @@ fn test(args: &[String]) -> Result<()> {
     if ci() {
         require_servers()?;
     }
+    ensure_musl()?;
     let started = Instant::now();
     // Tests run real components: build them first (their own workspace).
     let plugins = plugins::build(true)?;
@@ -196,11 +308,13 @@ fn test(args: &[String]) -> Result<()> {
     status(
         cargo()
             .args(["test", "--workspace", "--all-targets", "--no-run"])
+            .args(["--target", MUSL])
             .args(build_args),
     )?;
     let built = started.elapsed();
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
+        .args(["--target", MUSL])
         .args(args)
         .env("SHOPEEZY_TEST_PLUGINS_DIR", &plugins);
     let totals = run_counting(&mut cmd)?;
@@ -316,13 +430,21 @@ fn reachable(addr: &str) -> bool {
 
 /// Builds every binary of the workspace but xtask (the three services and
 /// `shopeezy-devtools`) in the dev profile (see Cargo.toml), or
-/// with `--release`, and returns the folder holding them. One cargo command
-/// for all of them, with the same packages selected as `cargo test
-/// --workspace`, so that dependencies resolve to the same features and
-/// `cargo xtask test` afterwards compiles only the tests themselves.
-fn build(release: bool) -> Result<PathBuf> {
+/// with `--release`, for `target`, and returns the folder holding them. One
+/// cargo command for all of them, with the same packages selected as `cargo
+/// test --workspace`, so that dependencies resolve to the same features and
+/// `cargo xtask test` (also for [`MUSL`]) afterwards compiles only the tests
+/// themselves.
+fn build(release: bool, target: Target) -> Result<PathBuf> {
+    if target == Target::Musl {
+        ensure_musl()?;
+    }
+    let target_arg = match target {
+        Target::Musl => format!(" --target {MUSL}"),
+        Target::Native => String::new(),
+    };
     eprintln!(
-        "xtask: building the services (cargo build --workspace --bins{}); a first build takes a few minutes",
+        "xtask: building the services (cargo build --workspace --bins{}{target_arg}); a first build takes a few minutes",
         if release { " --release" } else { "" }
     );
     let mut cmd = cargo();
@@ -330,8 +452,13 @@ fn build(release: bool) -> Result<PathBuf> {
     if release {
         cmd.arg("--release");
     }
+    let mut dir = target_dir();
+    if target == Target::Musl {
+        cmd.args(["--target", MUSL]);
+        dir.push(MUSL);
+    }
     status(&mut cmd)?;
-    Ok(target_dir().join(if release { "release" } else { "debug" }))
+    Ok(dir.join(if release { "release" } else { "debug" }))
 }
 
 /// Replaces this process with `cmd` (so Ctrl-C and the exit status are
@@ -345,7 +472,7 @@ fn hand_over(cmd: &mut Command) -> Result<()> {
 
 fn run(release: bool) -> Result<()> {
     let started = Instant::now();
-    let bin = build(release)?;
+    let bin = build(release, Target::Musl)?;
     let plugins = plugins::build(true)?;
     eprintln!(
         "xtask: built in {:.0} s; starting the services",
@@ -360,10 +487,35 @@ fn run(release: bool) -> Result<()> {
     )
 }
 
+// ---------------------------------------------------------------- image
+
+/// Builds the binaries for [`MUSL`] (dev profile, the same build `run` and
+/// `test` make, or `--release`) and the three images from them with
+/// `deploy/build-images.sh` (stripped copies, `podman build --format
+/// docker`, one target of `deploy/Containerfile` per service).
+fn image(release: bool, tag: &str) -> Result<()> {
+    let started = Instant::now();
+    let bin = build(release, Target::Musl)?;
+    let built = started.elapsed();
+    status(
+        Command::new("bash")
+            .current_dir(root())
+            .arg("deploy/build-images.sh")
+            .arg(&bin)
+            .arg(tag),
+    )?;
+    eprintln!(
+        "xtask: binaries built in {:.0} s, images in {:.0} s",
+        built.as_secs_f64(),
+        (started.elapsed() - built).as_secs_f64()
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------- plugin run
 
 fn plugin_run(component: &Path, hook: &str, input: &Path, config: Option<&str>) -> Result<()> {
-    let bin = build(false)?;
+    let bin = build(false, Target::Musl)?;
     let mut cmd = Command::new(bin.join("shopeezy-host"));
     cmd.args(["plugin", "run"])
         .arg(component)
@@ -377,10 +529,11 @@ fn plugin_run(component: &Path, hook: &str, input: &Path, config: Option<&str>) 
 
 // ---------------------------------------------------------------- bench
 
-/// Benchmarks measure what production runs: the release build (a build of
-/// its own, apart from the dev profile's of `run` and `test`).
+/// Benchmarks measure the release build (a build of its own, apart from
+/// the dev profile's of `run` and `test`), for the native target: the
+/// figures in README were all taken on glibc builds.
 fn bench(full: bool, backend: Option<&str>, out: Option<&str>, soak: Option<u64>) -> Result<()> {
-    let bin = build(true)?;
+    let bin = build(true, Target::Native)?;
     let devtools = bin.join("shopeezy-devtools");
     let mut cmd = Command::new(&devtools);
     cmd.current_dir(root());

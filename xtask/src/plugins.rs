@@ -18,7 +18,7 @@ const TARGET: &str = "wasm32-wasip2";
 /// the toolchain lacks it.
 pub fn build(release: bool) -> Result<PathBuf> {
     let dir = plugins_dir();
-    ensure_target(&dir)?;
+    crate::ensure_rust_target(&dir, TARGET)?;
 
     let mut cargo = Command::new("cargo");
     cargo.current_dir(&dir).args(["build", "--target", TARGET]);
@@ -71,30 +71,4 @@ fn plugins_dir() -> PathBuf {
 fn output_dir(release: bool) -> PathBuf {
     let profile = if release { "release" } else { "debug" };
     plugins_dir().join("target").join(TARGET).join(profile)
-}
-
-/// Adds the `wasm32-wasip2` target to the toolchain `plugins/` resolves to,
-/// unless it is there already. Without rustup (a toolchain installed some
-/// other way) nothing is added and cargo reports a missing target itself.
-fn ensure_target(dir: &Path) -> Result<()> {
-    let Ok(listed) = Command::new("rustup")
-        .current_dir(dir)
-        .args(["target", "list", "--installed"])
-        .output()
-    else {
-        return Ok(());
-    };
-    let installed = String::from_utf8_lossy(&listed.stdout);
-    if listed.status.success() && installed.lines().any(|line| line.trim() == TARGET) {
-        return Ok(());
-    }
-    let status = Command::new("rustup")
-        .current_dir(dir)
-        .args(["target", "add", TARGET])
-        .status()
-        .context("running rustup target add")?;
-    if !status.success() {
-        bail!("`rustup target add {TARGET}` failed ({status})");
-    }
-    Ok(())
 }
