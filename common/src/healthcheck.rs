@@ -122,7 +122,7 @@ mod tests {
         let ok = answering("HTTP/1.1 200 OK\r\ncontent-length: 18\r\n\r\n{\"status\":\"alive\"}");
         assert_eq!(check(&format!("0.0.0.0:{ok}")), Ok(()));
         let failing = answering("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
-        let err = check(&format!("127.0.0.1:{failing}")).unwrap_err();
+        let err = check(&format!("127.0.0.1:{failing}")).expect_err("a 503 is a failed check");
         assert!(err.contains("503"), "{err}");
         let silent = answering("");
         assert_eq!(
