@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: starts the system (the release binaries, built by
-//! `cargo xtask bench` before it) on PostgreSQL and on the SQLite default,
-//! drives it over real HTTP with real tokens and idempotency keys, and writes
+//! `cargo xtask bench` before it) on PostgreSQL (straight, or through
+//! PgBouncer), on MySQL/MariaDB and on the SQLite default, drives it over
+//! real HTTP with real tokens and idempotency keys, and writes
 //! `bench/results/{quick,full}.{md,json}` (by the run's kind) with the
 //! machine's cores, memory and versions.
 //!
@@ -92,6 +93,18 @@ pub fn run(
     Ok(())
 }
 
+/// The MySQL/MariaDB server a run uses: its host, port and user (no
+/// password).
+const MYSQL: (&str, u16, &str) = ("127.0.0.1", 3306, "root");
+
+/// The `mysql` client, connected to [`MYSQL`].
+pub(crate) fn mysql_client() -> std::process::Command {
+    let (host, port, user) = MYSQL;
+    let mut cmd = std::process::Command::new("mysql");
+    cmd.args(["-h", host, "-P", &port.to_string(), "-u", user]);
+    cmd
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -118,6 +131,15 @@ fn service_env(
             (
                 format!("postgres://postgres@127.0.0.1:{port}/{name}_account?pgbouncer=true"),
                 format!("postgres://postgres@127.0.0.1:{port}/{name}_host?pgbouncer=true"),
+            )
+        }
+        // The services create their databases (utf8mb4, see common::db).
+        ("mysql", _) => {
+            let name = format!("shopeezy_bench_{}", uuid::Uuid::new_v4().simple());
+            let (host, port, user) = MYSQL;
+            (
+                format!("mysql://{user}@{host}:{port}/{name}_account"),
+                format!("mysql://{user}@{host}:{port}/{name}_host"),
             )
         }
         _ => (
@@ -319,10 +341,15 @@ pub(crate) async fn start_with(backend: &str, count_statements: bool) -> Result<
             .map(|(_, v)| v)
             .context("no host database")?;
         let target = shopeezy_common::db::pgbouncer_setup::url_host_port(url);
-        let (proxy, counts) = crate::wire::start(target.clone()).await?;
+        let (protocol, no_tls) = if backend == "mysql" {
+            (crate::wire::Protocol::MySql, "ssl-mode=disabled")
+        } else {
+            (crate::wire::Protocol::Postgres, "sslmode=disable")
+        };
+        let (proxy, counts) = crate::wire::start(target.clone(), protocol).await?;
         *url = url.replacen(&target, &proxy, 1);
         url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("sslmode=disable");
+        url.push_str(no_tls);
         Some(counts)
     } else {
         None
@@ -350,7 +377,14 @@ pub(crate) async fn start_with(backend: &str, count_statements: bool) -> Result<
             .into_iter()
             .map(|(name, pid)| (name.to_owned(), pid))
             .collect(),
-        postgres_databases: (backend != "sqlite").then(|| database_names(&env)),
+        database: match backend {
+            "sqlite" => None,
+            "mysql" => Some(crate::cpu::DatabaseServer::MySql {
+                databases: database_names(&env),
+                client: mysql_client,
+            }),
+            _ => Some(crate::cpu::DatabaseServer::Postgres(database_names(&env))),
+        },
     };
     Ok(Run {
         services,
@@ -362,10 +396,12 @@ pub(crate) async fn start_with(backend: &str, count_statements: bool) -> Result<
     })
 }
 
-/// The names of the run's PostgreSQL databases.
+/// The names of the run's PostgreSQL or MySQL databases.
 fn database_names(env: &[(String, String)]) -> Vec<String> {
     env.iter()
-        .filter(|(k, v)| k.ends_with("DATABASE_URL") && v.starts_with("postgres"))
+        .filter(|(k, v)| {
+            k.ends_with("DATABASE_URL") && (v.starts_with("postgres") || v.starts_with("mysql"))
+        })
         .map(|(_, v)| {
             let path = v.rsplit('/').next().unwrap_or_default();
             path.split('?').next().unwrap_or_default().to_owned()
@@ -567,10 +603,11 @@ async fn bench_backend(backend: &str, plan: &Plan, plugin_dir: &std::path::Path)
     // The ceiling: the same SQL, driven by pgbench against the same database,
     // once the services are stopped (their pools would take connections
     // pgbench needs at 64 clients; PostgreSQL allows 100).
-    let ceiling = if backend == "sqlite" {
-        Ok(serde_json::Map::new())
-    } else {
+    // (pgbench is PostgreSQL's: no ceiling on SQLite or MySQL.)
+    let ceiling = if matches!(backend, "postgres" | "pgbouncer") {
         ceiling(&env, plan, &out)
+    } else {
+        Ok(serde_json::Map::new())
     };
     drop_databases(&env);
     let ceiling = ceiling?;
@@ -791,9 +828,25 @@ fn ceiling(
     Ok(ceiling)
 }
 
-/// Drops the run's PostgreSQL databases.
+/// Drops the run's PostgreSQL or MySQL databases (on the servers
+/// themselves, whatever proxy or pooler the URLs name).
 pub(crate) fn drop_databases(env: &[(String, String)]) {
-    for name in database_names(env) {
+    for (key, url) in env {
+        if !key.ends_with("DATABASE_URL") || !url.starts_with("mysql") {
+            continue;
+        }
+        let name = database_names(&[(key.clone(), url.clone())]).remove(0);
+        let _ = mysql_client()
+            .arg("-e")
+            .arg(format!("DROP DATABASE IF EXISTS `{name}`"))
+            .status();
+    }
+    let postgres: Vec<(String, String)> = env
+        .iter()
+        .filter(|(_, url)| url.starts_with("postgres"))
+        .cloned()
+        .collect();
+    for name in database_names(&postgres) {
         let _ = std::process::Command::new("psql")
             .args([
                 "-h",
@@ -1028,6 +1081,13 @@ pub(crate) fn machine() -> Value {
         "memory_gib": (mem_kb as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
         "rustc": version("rustc", "--version"),
         "postgres": version("psql", "--version"),
+        "mysql": mysql_client()
+            .args(["-N", "-B", "-e", "SELECT VERSION()"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| format!("MariaDB/MySQL server {}", String::from_utf8_lossy(&o.stdout).trim()))
+            .unwrap_or_default(),
         "kernel": version("uname", "-r"),
         "date_utc": version("date", "-u"),
     })
@@ -1040,9 +1100,13 @@ fn markdown(report: &Value) -> String {
         report["command"].as_str().unwrap_or("")
     ));
     let m = &report["machine"];
+    let servers: Vec<&str> = [&m["postgres"], &m["mysql"]]
+        .into_iter()
+        .filter_map(|v| v.as_str().filter(|s| !s.is_empty()))
+        .collect();
     md.push_str(&format!(
         "Machine: {} cores ({}), {} GiB, {}, {}, kernel {}; {}.\nThe load generator, the services and the database share the machine.\n\n",
-        m["cores"], m["cpu"].as_str().unwrap_or(""), m["memory_gib"], m["rustc"].as_str().unwrap_or(""), m["postgres"].as_str().unwrap_or(""), m["kernel"].as_str().unwrap_or(""), m["date_utc"].as_str().unwrap_or("")
+        m["cores"], m["cpu"].as_str().unwrap_or(""), m["memory_gib"], m["rustc"].as_str().unwrap_or(""), servers.join(", "), m["kernel"].as_str().unwrap_or(""), m["date_utc"].as_str().unwrap_or("")
     ));
     let empty = serde_json::Map::new();
     for (backend, result) in report["backends"].as_object().unwrap_or(&empty) {
@@ -1066,7 +1130,11 @@ fn markdown(report: &Value) -> String {
         md.push_str(&checkout_table(backend, result));
         md.push_str(&statements_table(backend, &result["statements"]));
         let ceiling = result["ceiling"].as_object().unwrap_or(&empty);
-        if !ceiling.is_empty() {
+        if !matches!(backend.as_str(), "postgres" | "pgbouncer") {
+            md.push_str(&format!(
+                "\n### {backend}: checkout against its ceiling\n\nn/a: the ceiling is pgbench's, on PostgreSQL only.\n"
+            ));
+        } else if !ceiling.is_empty() {
             md.push_str(&format!(
                 "\n### {backend}: checkout against its ceiling\n\nThe ceiling is `bench/pgbench/checkout.sql` (the SQL of one shopper iteration: add to cart, check out) run by pgbench against the same database after the HTTP scenarios, with the services stopped (straight to PostgreSQL, also after a run through PgBouncer).\n\n| shoppers | checkout ok/s | pgbench tps | ratio | pgbench p50 ms | p99 ms | retried | failed |\n|---|---|---|---|---|---|---|---|\n"
             ));
@@ -1144,13 +1212,20 @@ fn markdown(report: &Value) -> String {
 
 /// Checkout per level: orders/s, latency and CPU per order per process.
 fn checkout_table(backend: &str, result: &Value) -> String {
-    let processes = ["host", "account", "pgbouncer", "postgres", "load generator"];
+    let processes = ["host", "account", "pgbouncer", "database", "load generator"];
+    let database = match backend {
+        "sqlite" => "none (SQLite runs in the services)",
+        "mysql" => {
+            "the MariaDB/MySQL server, its threads summed (those serving connections to other databases left out)"
+        }
+        _ => "PostgreSQL, the postmaster and its children (backends of other databases left out)",
+    };
     let mut md = format!(
         "\n### {backend}: checkout, orders/s and CPU per placed order\n\n\
          One iteration of a shopper puts a line in the cart and checks out (only the checkout is timed). \
          CPU: utime + stime of each process over the level (`/proc/<pid>/stat`), divided by the orders placed in it; \
-         postgres is the postmaster and its children (backends of other databases left out), the load generator is this process.\n\n\
-         | scenario | shoppers | orders | orders/s | p50 ms | p95 ms | p99 ms | 5xx | CPU ms/order: host | account | pgbouncer | postgres | load generator | total |\n\
+         database is {database}, the load generator is this process.\n\n\
+         | scenario | shoppers | orders | orders/s | p50 ms | p95 ms | p99 ms | 5xx | CPU ms/order: host | account | pgbouncer | database | load generator | total |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     let empty = serde_json::Map::new();
@@ -1195,17 +1270,35 @@ fn statements_table(backend: &str, statements: &Value) -> String {
     if statements.is_null() {
         return String::new();
     }
+    let mysql = backend == "mysql";
+    let (what, columns) = if mysql {
+        (
+            "command packets: `COM_QUERY` (a text statement string: `BEGIN`, `COMMIT`…) plus `COM_STMT_EXECUTE` are statements; \
+             `COM_STMT_PREPARE` is a statement prepared on the server; `COM_PING`, sqlx's check of a pooled connection, is a round trip but no statement",
+            "of which COM_QUERY | COM_STMT_EXECUTE | prepares / order | pings / order |\n|---|---|---|---|---|---|---|\n",
+        )
+    } else {
+        (
+            "frontend messages: simple Query `Q` plus extended Execute `E` are statements; Parse `P` is a statement prepared on the server",
+            "of which Q | E | parses / order |\n|---|---|---|---|---|---|\n",
+        )
+    };
     let mut md = format!(
         "\n### {backend}: statements the host sends per order\n\n\
          A calibration pass on a system of its own, the host's database connections through a counting proxy \
-         (frontend messages: simple Query `Q` plus extended Execute `E` are statements; Parse `P` is a statement prepared on the server). \
+         ({what}). \
          Background while idle: {} statements/s ({} parses/s), counted in the figures below.\n\n\
-         | pass | orders | statements / order | of which Q | E | parses / order |\n|---|---|---|---|---|---|\n",
+         | pass | orders | statements / order | {columns}",
         statements["idle_per_s"]["statements"], statements["idle_per_s"]["parse"]
     );
     let row = |name: &str, orders: &Value, v: &Value| {
+        let ping = if mysql {
+            format!(" {} |", v["ping"])
+        } else {
+            String::new()
+        };
         format!(
-            "| {name} | {orders} | {} | {} | {} | {} |\n",
+            "| {name} | {orders} | {} | {} | {} | {} |{ping}\n",
             v["statements"], v["query"], v["execute"], v["parse"]
         )
     };

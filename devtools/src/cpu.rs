@@ -3,11 +3,16 @@
 //! what each process spent by the orders placed in the level.
 //!
 //! The processes: the host, the account service, PgBouncer (when the run
-//! goes through it), PostgreSQL (the postmaster and its children, summed;
-//! client backends connected to databases other than the run's own are left
-//! out, so that other work on a shared server does not count), and the load
-//! generator itself (`/proc/self`). A process that exits during a level
-//! takes its CPU time with it; one that starts counts from zero.
+//! goes through it), the database server (`database`), and the load
+//! generator itself (`/proc/self`). The database server is PostgreSQL (the
+//! postmaster and its children, summed; client backends connected to
+//! databases other than the run's own are left out, so that other work on a
+//! shared server does not count) or MariaDB/MySQL (one process, its threads
+//! summed, `/proc/<pid>/task/<tid>/stat`; the threads serving connections to databases
+//! other than the run's own are left out, found by the `TID` that MariaDB's
+//! `information_schema.PROCESSLIST` gives each connection's thread). A
+//! process or thread that exits during a level takes its CPU time with it;
+//! one that starts counts from zero.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +29,8 @@ pub fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of a process, in clock ticks.
+/// utime + stime of a process, in clock ticks; of one thread when `pid` is
+/// `<pid>/task/<tid>` (`/proc/<tid>/stat` would give the whole process's).
 fn ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name, field 2, is in parentheses and may hold spaces.
@@ -41,9 +47,24 @@ fn ticks(pid: &str) -> Option<u64> {
 pub struct Watched {
     /// Named single processes: (name, pid).
     pub processes: Vec<(String, u32)>,
-    /// Sum PostgreSQL's processes, leaving out client backends of databases
-    /// whose names do not start with one of these.
-    pub postgres_databases: Option<Vec<String>>,
+    /// The database server, summed as `database`.
+    pub database: Option<DatabaseServer>,
+}
+
+/// A database server whose processes (or threads) a run sums, leaving out
+/// the connections to databases whose names do not start with one of the
+/// run's.
+#[derive(Debug, Clone)]
+pub enum DatabaseServer {
+    /// PostgreSQL's processes (command `postgres`).
+    Postgres(Vec<String>),
+    /// The threads of MariaDB's (or MySQL's) server process, `mariadbd` or
+    /// `mysqld`; `client` runs the `mysql` client against it (to read which
+    /// thread serves which database).
+    MySql {
+        databases: Vec<String>,
+        client: fn() -> std::process::Command,
+    },
 }
 
 /// CPU ticks of each watched process at one moment: name → pid → ticks.
@@ -60,9 +81,13 @@ impl Watched {
                 out.entry(name.clone()).or_default().insert(pid, t);
             }
         }
-        if let Some(databases) = &self.postgres_databases {
-            let group = out.entry("postgres".into()).or_default();
-            for pid in postgres_pids(databases) {
+        if let Some(server) = &self.database {
+            let pids = match server {
+                DatabaseServer::Postgres(databases) => postgres_pids(databases),
+                DatabaseServer::MySql { databases, client } => mysql_tids(databases, *client),
+            };
+            let group = out.entry("database".into()).or_default();
+            for pid in pids {
                 if let Some(t) = ticks(&pid) {
                     group.insert(pid, t);
                 }
@@ -111,6 +136,60 @@ fn postgres_pids(databases: &[String]) -> Vec<String> {
         }
     }
     pids
+}
+
+/// The threads (`<pid>/task/<tid>`) of the MariaDB/MySQL server processes (command `mariadbd`
+/// or `mysqld`), without those serving a connection whose database is not
+/// one of `databases` (a connection without a database, such as this
+/// reading's own, is left out too). The background threads (InnoDB's
+/// flushing and purge, the threads cached between connections) count. When
+/// the server cannot be asked, every thread counts.
+fn mysql_tids(databases: &[String], client: fn() -> std::process::Command) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let servers: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            matches!(comm.trim(), "mariadbd" | "mysqld")
+        })
+        .collect();
+    if servers.is_empty() {
+        return Vec::new();
+    }
+    // TID is MariaDB's (10.5 and later); a MySQL server answers an error and
+    // every thread counts.
+    let others: Vec<String> = client()
+        .args(["-N", "-B", "-e"])
+        .arg("SELECT TID, IFNULL(DB, '') FROM information_schema.PROCESSLIST WHERE TID IS NOT NULL")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('\t'))
+                .filter(|(_, db)| !databases.iter().any(|d| db.starts_with(d.as_str())))
+                .map(|(tid, _)| tid.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tids = Vec::new();
+    for pid in servers {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let tid = task.file_name().to_string_lossy().into_owned();
+            if !others.contains(&tid) {
+                tids.push(format!("{pid}/task/{tid}"));
+            }
+        }
+    }
+    tids
 }
 
 impl Snapshot {

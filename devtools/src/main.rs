@@ -40,7 +40,8 @@ enum Cmd {
         #[arg(long)]
         full: bool,
         /// Only these backends (comma-separated): `postgres`, `pgbouncer`
-        /// (PostgreSQL through PgBouncer in transaction pooling), `sqlite`.
+        /// (PostgreSQL through PgBouncer in transaction pooling), `mysql`
+        /// (MariaDB/MySQL at 127.0.0.1:3306, user root), `sqlite`.
         #[arg(long)]
         backend: Option<String>,
         /// Write `bench/results/<NAME>.{md,json}` instead of `quick` or `full`.
@@ -55,7 +56,7 @@ enum Cmd {
         /// How long, in minutes (at least 2).
         #[arg(long)]
         minutes: u64,
-        /// Only this backend: `postgres`, `pgbouncer` or `sqlite`.
+        /// Only this backend: `postgres`, `pgbouncer`, `mysql` or `sqlite`.
         #[arg(long)]
         backend: Option<String>,
     },
@@ -89,27 +90,40 @@ fn root() -> PathBuf {
 }
 
 /// The backends a run measures: `--backend` (one, or several separated by
-/// commas), else all three (PgBouncer when installed).
+/// commas), else all four (PgBouncer when installed, MySQL when a server
+/// answers at 127.0.0.1:3306).
 fn backends(backend: Option<&str>) -> anyhow::Result<Vec<&str>> {
     Ok(match backend {
         Some(list) => {
             let mut chosen = Vec::new();
             for b in list.split(',') {
                 match b {
-                    "postgres" | "pgbouncer" | "sqlite" => chosen.push(b),
+                    "postgres" | "pgbouncer" | "mysql" | "sqlite" => chosen.push(b),
                     other => {
-                        anyhow::bail!("unknown backend {other}: postgres, pgbouncer or sqlite")
+                        anyhow::bail!(
+                            "unknown backend {other}: postgres, pgbouncer, mysql or sqlite"
+                        )
                     }
                 }
             }
             chosen
         }
-        None if services::pgbouncer_available() => vec!["postgres", "pgbouncer", "sqlite"],
         None => {
-            eprintln!(
-                "pgbouncer is not installed: no run through it (Debian: apt install pgbouncer)"
-            );
-            vec!["postgres", "sqlite"]
+            let mut all = vec!["postgres"];
+            if services::pgbouncer_available() {
+                all.push("pgbouncer");
+            } else {
+                eprintln!(
+                    "pgbouncer is not installed: no run through it (Debian: apt install pgbouncer)"
+                );
+            }
+            if services::mysql_available() {
+                all.push("mysql");
+            } else {
+                eprintln!("no MySQL/MariaDB server answers at 127.0.0.1:3306: no run on it");
+            }
+            all.push("sqlite");
+            all
         }
     })
 }

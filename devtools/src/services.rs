@@ -267,3 +267,8 @@ pub fn pgbouncer_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// Whether a MySQL/MariaDB server accepts connections at 127.0.0.1:3306.
+pub fn mysql_available() -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], 3306).into(), Duration::from_secs(1)).is_ok()
+}
