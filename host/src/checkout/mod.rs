@@ -15,8 +15,8 @@
 //!    the checkouts that arrive while the previous batch commits (a lone
 //!    shopper waits for nobody; under load a batch is whatever queued, up
 //!    to `SHOPEEZY_CHECKOUT_MAX_BATCH`) and runs them in one transaction
-//!    (SERIALIZABLE on PostgreSQL, `BEGIN IMMEDIATE` on SQLite, REPEATABLE
-//!    READ with locking reads on MySQL): it reads
+//!    (SERIALIZABLE on PostgreSQL, `BEGIN IMMEDIATE` on SQLite, READ
+//!    COMMITTED with the rows it decides on locked first on MySQL): it reads
 //!    every cart, key, stock row (locked) and usage counter of the batch at
 //!    once, decides order by order in arrival order — the key used before
 //!    (a replay, or 422), the cart changed since it was priced (this request
@@ -35,15 +35,14 @@
 //! - the transaction's isolation: SERIALIZABLE on PostgreSQL (a concurrent
 //!   transaction that would change what a batch read makes one of them fail
 //!   and retry), SQLite's single writer (`BEGIN IMMEDIATE`); on MySQL
-//!   (InnoDB) REPEATABLE READ where every row a decision rests on is read
-//!   `FOR UPDATE` — the latest committed version, locked to the commit: the
-//!   carts' lines and codes (whose next-key locks also keep a new line or
-//!   code of those users out until the commit), the stock rows, the usage
-//!   counters; keys are read plainly and guarded by their primary key.
-//!   InnoDB's SERIALIZABLE would add shared locks on the plain reads, which
-//!   two batches then both try to upgrade — deadlocks for no further
-//!   guarantee. Deadlocks (SQLSTATE 40001) and lock-wait timeouts (1205)
-//!   are retried like serialization failures;
+//!   (InnoDB) READ COMMITTED where every row a decision rests on is locked
+//!   before it is read: the carts by their users' rows of `cart_locks`
+//!   (which every change to a cart takes first), the stock rows and usage
+//!   counters `FOR UPDATE`; keys are read plainly and guarded by their
+//!   primary key. InnoDB's SERIALIZABLE would add shared and gap locks,
+//!   which batches and shoppers then deadlock on, for no further guarantee.
+//!   Deadlocks (SQLSTATE 40001) and lock-wait timeouts (1205) are retried
+//!   like serialization failures;
 //! - the stock rows locked (`FOR UPDATE`) before any decision, so the batch
 //!   decides on the stock as it is, and the conditional writes: stock is
 //!   taken only `WHERE stock >= qty`, a discount's use only up to its cap;

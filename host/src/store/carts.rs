@@ -256,6 +256,40 @@ fn pricing_rows(rows: Vec<PricingRow>) -> (Cart, i64, Option<Product>) {
     )
 }
 
+/// On MySQL every change to a user's cart first writes (so locks, to its
+/// commit) the user's row of `cart_locks`, and a checkout batch takes the
+/// rows of its users the same way: a cart cannot change between the batch's
+/// read and its commit, without the gap locks (and the deadlocks between
+/// unrelated shoppers) that locking the cart's rows themselves would take.
+const LOCK_CART_SQL: &str =
+    "INSERT INTO cart_locks (user_id) VALUES (?) ON DUPLICATE KEY UPDATE user_id = user_id";
+
+/// A transaction holding the lock of `user_id`'s cart (MySQL).
+async fn locked_cart(
+    pool: &sqlx::MySqlPool,
+    user_id: Uuid,
+) -> Result<sqlx::Transaction<'static, sqlx::MySql>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(LOCK_CART_SQL)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Runs one statement on a user's cart under its lock (MySQL); the rows it
+/// changed.
+async fn mysql_cart_write<'q>(
+    pool: &sqlx::MySqlPool,
+    user_id: Uuid,
+    query: sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+) -> Result<u64> {
+    let mut tx = locked_cart(pool, user_id).await?;
+    let done = query.execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    Ok(done)
+}
+
 /// Sets a line's quantity (adding the line when new).
 pub async fn set_quantity(db: &Db, user_id: Uuid, product_id: Uuid, quantity: i64) -> Result<()> {
     const SQL: &str =
@@ -264,6 +298,15 @@ pub async fn set_quantity(db: &Db, user_id: Uuid, product_id: Uuid, quantity: i6
     const MYSQL: &str =
         "INSERT INTO cart_items (user_id, product_id, quantity, added_at) VALUES (?, ?, ?, ?)
                ON DUPLICATE KEY UPDATE quantity = VALUES(quantity)";
+    if let Pool::MySql(pool) = db.pool() {
+        let query = sqlx::query(MYSQL)
+            .bind(user_id)
+            .bind(product_id)
+            .bind(quantity)
+            .bind(Utc::now());
+        mysql_cart_write(pool, user_id, query).await?;
+        return Ok(());
+    }
     with_db!(db, pool => sqlx::query(sql!(pool, SQL, mysql: MYSQL)).bind(user_id).bind(product_id).bind(quantity).bind(Utc::now()).execute(pool).await.map(|_| ())?);
     Ok(())
 }
@@ -271,12 +314,29 @@ pub async fn set_quantity(db: &Db, user_id: Uuid, product_id: Uuid, quantity: i6
 /// Removes a line; whether there was one.
 pub async fn remove(db: &Db, user_id: Uuid, product_id: Uuid) -> Result<bool> {
     const SQL: &str = "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2";
+    if let Pool::MySql(pool) = db.pool() {
+        let query = sqlx::query(sql!(pool, SQL)).bind(user_id).bind(product_id);
+        return Ok(mysql_cart_write(pool, user_id, query).await? > 0);
+    }
     let done = with_db!(db, pool => sqlx::query(sql!(pool, SQL)).bind(user_id).bind(product_id).execute(pool).await?.rows_affected());
     Ok(done > 0)
 }
 
 /// Empties the cart: lines and codes.
 pub async fn clear(db: &Db, user_id: Uuid) -> Result<()> {
+    if let Pool::MySql(pool) = db.pool() {
+        let mut tx = locked_cart(pool, user_id).await?;
+        sqlx::query("DELETE FROM cart_items WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM cart_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
     with_db!(db, pool => {
         let mut tx = pool.begin().await?;
         sqlx::query(sql!(pool, "DELETE FROM cart_items WHERE user_id = $1")).bind(user_id).execute(&mut *tx).await?;
@@ -289,8 +349,8 @@ pub async fn clear(db: &Db, user_id: Uuid) -> Result<()> {
 /// Enters a code (a code already entered stays as it is); `false` when the
 /// cart already holds [`MAX_CODES`] other codes. Concurrent entries for one
 /// user are serialised (SQLite: its single writer; PostgreSQL: an advisory
-/// lock on the user; MySQL: the user's row of `cart_locks`), so the count
-/// cannot be raced past the limit.
+/// lock on the user; MySQL: the cart's lock, [`LOCK_CART_SQL`]), so the
+/// count cannot be raced past the limit.
 pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
     macro_rules! enter {
         ($tx:ident) => {{
@@ -342,15 +402,7 @@ pub async fn add_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
             enter!(tx)
         }
         Pool::MySql(pool) => {
-            // The user's row of `cart_locks`, written (so locked) to the
-            // commit; a transaction's lock, gone with it however it ends.
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO cart_locks (user_id) VALUES (?) ON DUPLICATE KEY UPDATE user_id = user_id",
-            )
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+            let mut tx = locked_cart(pool, user_id).await?;
             enter!(tx)
         }
     }
@@ -366,6 +418,10 @@ fn user_lock_key(user_id: Uuid) -> i64 {
 /// Removes a code; whether it was entered.
 pub async fn remove_code(db: &Db, user_id: Uuid, code: &str) -> Result<bool> {
     const SQL: &str = "DELETE FROM cart_codes WHERE user_id = $1 AND code = $2";
+    if let Pool::MySql(pool) = db.pool() {
+        let query = sqlx::query(sql!(pool, SQL)).bind(user_id).bind(code);
+        return Ok(mysql_cart_write(pool, user_id, query).await? > 0);
+    }
     let done = with_db!(db, pool => sqlx::query(sql!(pool, SQL)).bind(user_id).bind(code).execute(pool).await?.rows_affected());
     Ok(done > 0)
 }

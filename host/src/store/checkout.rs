@@ -762,36 +762,43 @@ fn raced(e: sqlx::Error) -> Error {
     }
 }
 
-/// On InnoDB the batch runs at REPEATABLE READ, and every row a decision
-/// rests on is read with a locking read (`FOR UPDATE`), which reads the
-/// latest committed version and locks it to the commit:
-/// - the batch's cart lines and codes, by user: REPEATABLE READ's next-key
-///   locks also lock the gaps where a line or code of those users would go,
-///   so a cart cannot change (not even gain a line) between the batch's
-///   read and its commit — what PostgreSQL's SERIALIZABLE detects instead;
-/// - the stock rows, in product-id order, and the usage counters;
+/// On InnoDB the batch runs at READ COMMITTED and every row a decision
+/// rests on is locked before it is read, to the commit:
+/// - the batch's carts, by their users' rows of `cart_locks` (written, in
+///   user order): every change to a cart takes its user's row first, so
+///   a cart cannot change, not even gain a line or a code, between the
+///   batch's read and its commit — what PostgreSQL's SERIALIZABLE detects
+///   instead. (Locking the cart rows themselves at REPEATABLE READ does it
+///   too, with gap locks that reach into other shoppers' carts: puts of
+///   shoppers outside the batch waited on it and deadlocked with it.)
+/// - the stock rows, `FOR UPDATE` in product-id order, and the usage
+///   counters `FOR UPDATE`: a locking read reads the latest committed
+///   version;
 /// - the idempotency keys are read plainly: a key another replica writes
 ///   meanwhile makes this batch's insert fail on the primary key, and the
 ///   batch is tried again (then it reads the key and replays).
 ///
-/// SERIALIZABLE would turn every plain read into a shared lock, which two
-/// batches then both try to upgrade to write: deadlocks, for no guarantee
-/// these locks do not give already. A deadlock or a lock wait that timed
-/// out is retried like a serialization failure. The conditional writes
-/// (`stock >= q`, `uses + n <= cap`) stay as a second guard.
+/// SERIALIZABLE would turn every plain read into a shared lock (and gap
+/// locks), which two batches then both try to upgrade to write: deadlocks,
+/// for no guarantee these locks do not give already. A deadlock or a lock
+/// wait that timed out is retried like a serialization failure. The
+/// conditional writes (`stock >= q`, `uses + n <= cap`) stay as a second
+/// guard.
 impl CheckoutTx for MySqlConnection {
-    const BEGIN: &'static str =
-        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION";
+    const BEGIN: &'static str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION";
 
     async fn carts(&mut self, users: &[Uuid]) -> Result<HashMap<Uuid, Cart>> {
         let ids = marks(users.len());
-        // The lines are locked apart from their products (a locking read of
-        // a join would lock the product rows too, out of product-id order).
-        let locked = format!(
-            "SELECT user_id FROM cart_items WHERE user_id IN ({ids}) ORDER BY user_id, product_id FOR UPDATE"
+        // The carts' locks, in user order (see `carts::LOCK_CART_SQL`):
+        // every change to these carts waits for this batch's commit.
+        let mut sorted = users.to_vec();
+        sorted.sort();
+        let locks = format!(
+            "INSERT INTO cart_locks (user_id) VALUES {} ON DUPLICATE KEY UPDATE user_id = user_id",
+            vec!["(?)"; sorted.len()].join(", ")
         );
-        let mut query = sqlx::query(&locked);
-        for user in users {
+        let mut query = sqlx::query(&locks);
+        for user in &sorted {
             query = query.bind(user);
         }
         query.execute(&mut *self).await?;
@@ -806,7 +813,7 @@ impl CheckoutTx for MySqlConnection {
         }
         let rows: Vec<carts::UserLineRow> = query.fetch_all(&mut *self).await?;
         let sql = format!(
-            "SELECT user_id, code FROM cart_codes WHERE user_id IN ({ids}) ORDER BY user_id, added_at, code FOR UPDATE"
+            "SELECT user_id, code FROM cart_codes WHERE user_id IN ({ids}) ORDER BY user_id, added_at, code"
         );
         let mut query = sqlx::query_as(&sql);
         for user in users {

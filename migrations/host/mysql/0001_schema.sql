@@ -57,9 +57,12 @@ CREATE TABLE cart_codes (
     PRIMARY KEY (user_id, code)
 ) ENGINE = InnoDB;
 
--- One row per user who entered a code: written (so locked) by each code
--- entry, so that concurrent entries of one user are serialised and cannot
--- race the count of codes past its limit (PostgreSQL takes an advisory lock).
+-- One row per shopper whose cart changed: every change to a cart (a line
+-- put or removed, a code entered or removed, the cart emptied) writes, so
+-- locks, its shopper's row first, and a checkout batch writes the rows of
+-- its shoppers: a cart cannot change between the batch's read and its
+-- commit, and concurrent code entries cannot race the count of codes past
+-- its limit (PostgreSQL: SERIALIZABLE and an advisory lock).
 CREATE TABLE cart_locks (
     user_id BINARY(16) NOT NULL PRIMARY KEY
 ) ENGINE = InnoDB;
