@@ -62,8 +62,9 @@ enum Cmd {
         #[arg(long)]
         full: bool,
         /// Only these backends, comma-separated: `postgres`, `pgbouncer`
-        /// (PostgreSQL through PgBouncer, transaction pooling), `sqlite`;
-        /// default all three (`pgbouncer` when installed).
+        /// (PostgreSQL through PgBouncer, transaction pooling), `mysql`
+        /// (MariaDB/MySQL at 127.0.0.1:3306), `sqlite`; default all of them
+        /// (`pgbouncer` when installed, `mysql` when its server answers).
         #[arg(long)]
         backend: Option<String>,
         /// Write `bench/results/<NAME>.{md,json}` instead of `quick`/`full`.
