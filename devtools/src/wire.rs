@@ -191,26 +191,28 @@ async fn relay(
     // PostgreSQL's start-up: untyped messages, until the StartupMessage (or
     // a cancel). MySQL's server speaks first, and its hand-shake needs no
     // reading apart.
-    while protocol == Protocol::Postgres {
-        let len = client.read_u32().await? as usize;
-        let mut body = vec![0; len.saturating_sub(4)];
-        client.read_exact(&mut body).await?;
-        server.write_u32(len as u32).await?;
-        server.write_all(&body).await?;
-        let code = body
-            .get(..4)
-            .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-        if code == SSL_REQUEST || code == GSSENC_REQUEST {
-            let answer = server.read_u8().await?;
-            client.write_u8(answer).await?;
-            if answer != b'N' {
-                // Encrypted from here on: forward without reading.
-                tokio::io::copy_bidirectional(&mut client, &mut server).await?;
-                return Ok(());
+    if protocol == Protocol::Postgres {
+        loop {
+            let len = client.read_u32().await? as usize;
+            let mut body = vec![0; len.saturating_sub(4)];
+            client.read_exact(&mut body).await?;
+            server.write_u32(len as u32).await?;
+            server.write_all(&body).await?;
+            let code = body
+                .get(..4)
+                .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            if code == SSL_REQUEST || code == GSSENC_REQUEST {
+                let answer = server.read_u8().await?;
+                client.write_u8(answer).await?;
+                if answer != b'N' {
+                    // Encrypted from here on: forward without reading.
+                    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                    return Ok(());
+                }
+                continue;
             }
-            continue;
+            break;
         }
-        break;
     }
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
