@@ -143,40 +143,45 @@ pub async fn fresh_postgres() -> Option<TestDatabase> {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        // Dropping runs outside any runtime the test may still be inside of.
         let admin = self.admin.clone();
         let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                match admin {
-                    Admin::Postgres(admin) => {
-                        if let Ok(mut conn) = admin.connect().await {
-                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                            let _ = sqlx::query(&drop).execute(&mut conn).await;
-                            let _ = conn.close().await;
-                        }
-                    }
-                    Admin::MySql(admin) => {
-                        if let Ok(mut conn) = admin.connect().await {
-                            // The service's connections may still be open:
-                            // the drop waits for their metadata locks only
-                            // as long as they stay in a transaction.
-                            let drop = format!("DROP DATABASE IF EXISTS {name}");
-                            let _ = sqlx::query(&drop).execute(&mut conn).await;
-                            let _ = conn.close().await;
-                        }
+        run_to_end(async move {
+            match admin {
+                Admin::Postgres(admin) => {
+                    if let Ok(mut conn) = admin.connect().await {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(&drop).execute(&mut conn).await;
+                        let _ = conn.close().await;
                     }
                 }
-            });
-        })
-        .join();
+                Admin::MySql(admin) => {
+                    if let Ok(mut conn) = admin.connect().await {
+                        // The service's connections may still be open: the
+                        // drop waits for their metadata locks only as long
+                        // as they stay in a transaction.
+                        let drop = format!("DROP DATABASE IF EXISTS {name}");
+                        let _ = sqlx::query(&drop).execute(&mut conn).await;
+                        let _ = conn.close().await;
+                    }
+                }
+            }
+        });
     }
+}
+
+/// Runs `cleanup` to its end on a thread and a runtime of its own: a `Drop`
+/// may run inside the test's runtime, which it must not block.
+pub fn run_to_end<F: Future<Output = ()> + Send + 'static>(cleanup: F) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(cleanup);
+    })
+    .join();
 }
 
 tokio::task_local! {

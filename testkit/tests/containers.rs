@@ -673,36 +673,25 @@ impl Drop for Broker {
     fn drop(&mut self) {
         use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
         let (url, exchange, queue) = (self.url.clone(), self.exchange.clone(), self.queue.clone());
-        // Dropping may happen inside the test's runtime: a runtime of its own
-        // on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        shopeezy_testkit::servers::run_to_end(async move {
+            let Ok(connection) =
+                shopeezy_common::events::amqp::connect(&url, "shopeezy containers test").await
             else {
                 return;
             };
-            rt.block_on(async move {
-                let Ok(connection) =
-                    shopeezy_common::events::amqp::connect(&url, "shopeezy containers test").await
-                else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    for queue in [queue.clone(), format!("{queue}.dead")] {
-                        let _ = channel
-                            .queue_delete(&queue, QueueDeleteOptions::default())
-                            .await;
-                    }
-                    for exchange in [format!("{queue}.dlx"), exchange] {
-                        let _ = channel
-                            .exchange_delete(&exchange, ExchangeDeleteOptions::default())
-                            .await;
-                    }
+            if let Ok(channel) = connection.create_channel().await {
+                for queue in [queue.clone(), format!("{queue}.dead")] {
+                    let _ = channel
+                        .queue_delete(&queue, QueueDeleteOptions::default())
+                        .await;
                 }
-                shopeezy_common::events::amqp::close(&connection).await;
-            });
-        })
-        .join();
+                for exchange in [format!("{queue}.dlx"), exchange] {
+                    let _ = channel
+                        .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                        .await;
+                }
+            }
+            shopeezy_common::events::amqp::close(&connection).await;
+        });
     }
 }

@@ -162,41 +162,27 @@ impl Drop for TestBroker {
         let url = self.url.clone();
         let exchange = self.exchange.clone();
         let queues = std::mem::take(&mut *self.notifier_queues.lock().unwrap());
-        // Dropping runs outside any runtime the test may still be inside of.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+        shopeezy_testkit::servers::run_to_end(async move {
+            let Ok(connection) = amqp::connect(&url, "shopeezy events test cleanup").await else {
                 return;
             };
-            rt.block_on(async move {
-                let Ok(connection) = amqp::connect(&url, "shopeezy events test cleanup").await
-                else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    for queue in &queues {
-                        for q in [queue.clone(), format!("{queue}.dead")] {
-                            let _ = channel
-                                .queue_delete(&q, QueueDeleteOptions::default())
-                                .await;
-                        }
+            if let Ok(channel) = connection.create_channel().await {
+                for queue in &queues {
+                    for q in [queue.clone(), format!("{queue}.dead")] {
                         let _ = channel
-                            .exchange_delete(
-                                &format!("{queue}.dlx"),
-                                ExchangeDeleteOptions::default(),
-                            )
+                            .queue_delete(&q, QueueDeleteOptions::default())
                             .await;
                     }
                     let _ = channel
-                        .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                        .exchange_delete(&format!("{queue}.dlx"), ExchangeDeleteOptions::default())
                         .await;
                 }
-                amqp::close(&connection).await;
-            });
-        })
-        .join();
+                let _ = channel
+                    .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                    .await;
+            }
+            amqp::close(&connection).await;
+        });
     }
 }
 
