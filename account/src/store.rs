@@ -271,7 +271,6 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<User>>
     }
     let returning = !db.is_mysql();
     let row: Option<Row> = with_db!(db, pool => {
-        let mut tx = pool.begin().await?;
         let update = if returning {
             sql!(pool, concat!(set!(), " RETURNING ", columns!()))
         } else {
@@ -285,14 +284,16 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<Option<User>>
             .bind(changes.role.map(Role::as_str))
             .bind(Utc::now())
             .bind(id);
-        let row = if returning {
-            query.fetch_optional(&mut *tx).await.map_err(conflict)?
+        if returning {
+            // One statement: no transaction round trips.
+            query.fetch_optional(pool).await.map_err(conflict)?
         } else {
+            let mut tx = pool.begin().await?;
             query.fetch_optional(&mut *tx).await.map_err(conflict)?;
-            sqlx::query_as(sql!(pool, BY_ID_SQL)).bind(id).fetch_optional(&mut *tx).await?
-        };
-        tx.commit().await?;
-        row
+            let row = sqlx::query_as(sql!(pool, BY_ID_SQL)).bind(id).fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            row
+        }
     });
     row.map(User::try_from).transpose()
 }

@@ -1,5 +1,5 @@
 //! Many shoppers, little stock: checkout never oversells, never deadlocks and
-//! never answers 5xx, on either backend.
+//! never answers 5xx, on every backend.
 
 use futures::StreamExt;
 use uuid::Uuid;
