@@ -24,6 +24,7 @@ const DEMO_ENV: &[(&str, &str)] = &[
     ("SHOPEEZY_ACCOUNT_GRPC_ADDR", "127.0.0.1:50051"),
     ("SHOPEEZY_HOST_DATABASE_URL", "sqlite://data/host.db"),
     ("SHOPEEZY_HOST_HTTP_ADDR", "127.0.0.1:8080"),
+    ("SHOPEEZY_HOST_ACCOUNT_URL", "http://127.0.0.1:8081"),
     ("SHOPEEZY_AUTH_GRPC_URL", "http://127.0.0.1:50051"),
     ("SHOPEEZY_ADMIN_EMAIL", "admin@shopeezy.local"),
     ("SHOPEEZY_ADMIN_PASSWORD", "shopeezy-admin"),
@@ -245,6 +246,8 @@ fn print_banner(products: usize, plugins: usize) {
     println!(
         "\n\
 Shopeezy is running on its embedded defaults (SQLite in ./data, in-process revocation).\n\
+\n  console        http://{host}/console/   (sellers and admins: products, plugins, dry runs, orders)\
+\n  storefront     http://{host}/shop/\
 \n  host REST      http://{host}   (API reference: http://{host}/docs)\
 \n  account REST   http://{account}   (API reference: http://{account}/docs)\
 \n  account gRPC   {grpc}   (shopeezy.auth.v1.AuthService, reflection on)\

@@ -48,6 +48,18 @@ pub struct Config {
     )]
     pub auth_grpc_url: String,
 
+    /// The account service's REST address as a browser reaches it: the
+    /// console and storefront (`/console/`, `/shop/`) sign people in there
+    /// (the account service answers CORS for them) and are allowed to
+    /// connect nowhere else but this host.
+    #[arg(
+        long,
+        env = "SHOPEEZY_HOST_ACCOUNT_URL",
+        default_value = "http://127.0.0.1:8081",
+        value_parser = parse_origin,
+    )]
+    pub account_url: String,
+
     /// How long connecting to the account service or fetching its keys may
     /// take, in ms.
     #[arg(long, env = "SHOPEEZY_AUTH_TIMEOUT_MS", default_value_t = 2000)]
@@ -122,6 +134,21 @@ pub struct Config {
     /// Events: the outbox relay (`SHOPEEZY_AMQP_URL`, `SHOPEEZY_OUTBOX_*`).
     #[command(flatten)]
     pub events: RelaySettings,
+}
+
+/// An `http(s)://host[:port]` origin, without a path (a trailing `/` is
+/// dropped): what a browser compares for CORS and a content security policy.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let origin = value.trim_end_matches('/');
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    if rest.is_empty() || !rest.chars().all(allowed) {
+        return Err("must be an origin such as http://127.0.0.1:8081 (no path)".into());
+    }
+    Ok(origin.to_owned())
 }
 
 impl Config {

@@ -31,6 +31,8 @@ pub struct Application {
     http: TcpListener,
     state: AppState,
     shutdown: Shutdown,
+    /// The console and storefront pages, which need no state.
+    console: axum::Router,
 }
 
 impl Application {
@@ -76,6 +78,7 @@ impl Application {
             http,
             state,
             shutdown,
+            console: crate::http::console::router(&config.account_url),
         })
     }
 
@@ -101,6 +104,7 @@ impl Application {
             http,
             state,
             shutdown,
+            console,
         } = self;
         let (api, openapi) = crate::http::api(state.clone());
         let api = api.layer(axum::middleware::from_fn_with_state(
@@ -108,7 +112,7 @@ impl Application {
             wait_for_plugins,
         ));
         let api = events::wake_after_writes(api, &state.relay);
-        let router = ops::app(api, readiness(&state), openapi);
+        let router = ops::app(api.merge(console), readiness(&state), openapi);
         let relay = state.relay.spawn(shutdown.wait());
         let served = shopeezy_common::http::serve(http, router, shutdown.wait()).await;
         shutdown.trigger();

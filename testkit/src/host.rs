@@ -130,6 +130,8 @@ impl StackConfig {
             None
         };
 
+        // The console's pages sign people in at this account service.
+        host.account_url = account.url();
         let mut hosts = Vec::new();
         for _ in 0..host_replicas.max(1) {
             let running = start(host.clone()).await;

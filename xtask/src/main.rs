@@ -250,27 +250,33 @@ fn ensure_musl() -> Result<()> {
     if works() {
         return Ok(());
     }
-    let root_user = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    };
-    let apt = Path::new("/usr/bin/apt-get").exists();
-    if !(root_user && apt) {
+    if !apt_install("musl-tools")? {
         bail!(
             "building for {MUSL} needs musl-gcc, which is not installed \
              (Debian/Ubuntu: `sudo apt-get install musl-tools`)"
         );
     }
-    eprintln!("xtask: installing musl-tools (musl-gcc) with apt-get");
+    if !works() {
+        bail!("musl-tools is installed but musl-gcc does not run");
+    }
+    Ok(())
+}
+
+/// Installs the Debian `package` with apt-get when this runs as root on a
+/// machine that has apt; `false` when it cannot try (the caller says what
+/// to install by hand).
+fn apt_install(package: &str) -> Result<bool> {
+    let root_user = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    if !(root_user && Path::new("/usr/bin/apt-get").exists()) {
+        return Ok(false);
+    }
+    eprintln!("xtask: installing {package} with apt-get");
     let install = || {
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "musl-tools",
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success())
@@ -279,11 +285,33 @@ fn ensure_musl() -> Result<()> {
         // A fresh machine may have no package lists yet.
         status(Command::new("apt-get").args(["update", "-qq"]))?;
         if !install() {
-            bail!("apt-get install musl-tools failed");
+            bail!("apt-get install {package} failed");
         }
     }
-    if !works() {
-        bail!("musl-tools is installed but musl-gcc does not run");
+    Ok(true)
+}
+
+/// What the browser tests (`testkit/tests/console.rs`) drive: Debian's
+/// Chromium and `playwright-core` from npm (`testkit/e2e`, pinned by its
+/// lock file). Installed when missing; without CI a machine that cannot
+/// install them only skips those tests, under CI it fails here at once.
+fn ensure_browser_tests() -> Result<()> {
+    let chromium = Path::new("/usr/bin/chromium");
+    if !chromium.exists() && !apt_install("chromium")? && ci() {
+        bail!("CI=true needs Chromium for the console tests (Debian: apt-get install chromium)");
+    }
+    let e2e = root().join("testkit/e2e");
+    if e2e.join("node_modules/playwright-core").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing playwright-core (npm ci in testkit/e2e)");
+    let installed = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&e2e)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed && ci() {
+        bail!("npm ci in testkit/e2e failed; CI=true needs it for the console tests");
     }
     Ok(())
 }
@@ -299,6 +327,7 @@ fn test(args: &[String]) -> Result<()> {
         require_servers()?;
     }
     ensure_musl()?;
+    ensure_browser_tests()?;
     let started = Instant::now();
     // Tests run real components: build them first (their own workspace).
     let plugins = plugins::build(true)?;

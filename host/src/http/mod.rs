@@ -14,6 +14,7 @@ use crate::state::AppState;
 pub mod auth;
 pub mod cart;
 pub mod checkout;
+pub mod console;
 pub mod orders;
 pub mod plugins;
 pub mod products;

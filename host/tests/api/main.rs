@@ -18,6 +18,7 @@ mod bad_input;
 mod cart;
 mod catalog;
 mod checkout;
+mod console;
 mod faults;
 mod group_commit;
 mod helpers;

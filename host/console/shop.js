@@ -1,0 +1,314 @@
+// The storefront: browse and search the catalog, a cart priced live by the
+// merchants' plugins (with promotion codes), checkout and the shopper's
+// orders. Every call is the REST API's, with the shopper's own token.
+
+import {
+  ApiError, FieldError, api, field, h, money, onSignedOut, onSubmit, register,
+  session, short, show, signIn, signOut, toast, when,
+} from "./api.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+
+/** Catalog prices of products seen, to show what a plugin changed. */
+const catalog = new Map();
+/** The last cart view (for the count in the header and adding to a line). */
+let cart = null;
+/**
+ * The idempotency key of the checkout being attempted: kept until it ends
+ * with an answer, so a retry after a lost answer cannot order twice.
+ */
+let checkoutKey = null;
+
+function route() {
+  const [path, query] = location.hash.slice(1).split("?");
+  return { parts: (path || "/").split("/").filter(Boolean), params: new URLSearchParams(query) };
+}
+
+function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+async function render() {
+  const { parts, params } = route();
+  const [section, id] = parts;
+  if (session() && !cart) await loadCart().catch(() => {});
+  renderNav();
+  try {
+    if (section === "signin") signInPage(params);
+    else if (section === "register") registerPage();
+    else if (section === "cart") await needsSession(cartPage);
+    else if (section === "orders" && id) await needsSession(() => orderPage(id));
+    else if (section === "orders") await needsSession(ordersPage);
+    else await browsePage(params);
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    show(main, h("h1", {}, e.status === 404 ? "Not found" : "Something went wrong"), h("p", { role: "alert" }, e.message));
+  }
+  main.focus();
+}
+
+async function needsSession(page) {
+  if (!session()) return go(`#/signin?then=${encodeURIComponent(location.hash)}`);
+  return page();
+}
+
+function renderNav() {
+  const s = session();
+  const count = cart ? cart.items.reduce((n, i) => n + i.quantity, 0) : 0;
+  show(nav,
+    h("a", { href: "#/" }, "Products"),
+    s && h("a", { href: "#/cart", id: "cart-link" }, `Cart (${count})`),
+    s && h("a", { href: "#/orders" }, "My orders"),
+    s && (s.user.role === "seller" || s.user.role === "admin") && h("a", { href: "/console/" }, "Console"),
+    s ? h("span", { class: "muted" }, s.user.username) : h("a", { href: "#/signin" }, "Sign in"),
+    s ? h("button", { type: "button", class: "secondary", onclick: async () => { await signOut(); cart = null; go("#/"); } }, "Sign out")
+      : h("a", { href: "#/register" }, "Register"));
+}
+
+onSignedOut(() => {
+  cart = null;
+  toast("Your session ended; sign in again.");
+  render();
+});
+window.addEventListener("hashchange", render);
+render();
+
+// ------------------------------------------------------------ accounts
+
+function signInPage(params) {
+  const form = h("form", { novalidate: true },
+    field("Email or username", h("input", { name: "login", autocomplete: "username", required: true })),
+    field("Password", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    h("button", { type: "submit" }, "Sign in"));
+  onSubmit(form, async (data) => {
+    if (!data.get("login")) throw new FieldError("login", "Enter your email or username.");
+    await signIn(String(data.get("login")).trim(), String(data.get("password")));
+    cart = null;
+    const then = params.get("then");
+    go(then && then.startsWith("#/") ? then : "#/");
+  });
+  show(main, h("h1", {}, "Sign in"), h("section", { class: "panel" }, form),
+    h("p", {}, "New here? ", h("a", { href: "#/register" }, "Create an account"), "."));
+  form.querySelector("input").focus();
+}
+
+function registerPage() {
+  const form = h("form", { novalidate: true },
+    field("Name", h("input", { name: "name", autocomplete: "name", required: true })),
+    field("Username", h("input", { name: "username", autocomplete: "username", required: true, autocapitalize: "off" })),
+    field("Email", h("input", { name: "email", type: "email", autocomplete: "email", required: true })),
+    field("Password", h("input", { name: "password", type: "password", autocomplete: "new-password", required: true }), "At least 8 characters"),
+    h("button", { type: "submit" }, "Create account"));
+  onSubmit(form, async (data) => {
+    const fields = Object.fromEntries(["name", "username", "email", "password"].map((k) => [k, String(data.get(k) || "")]));
+    try {
+      await register(fields);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "email_taken") throw fieldProblem(e, "email");
+      if (e instanceof ApiError && e.code === "username_taken") throw fieldProblem(e, "username");
+      throw e;
+    }
+    await signIn(fields.email, fields.password);
+    cart = null;
+    go("#/");
+  });
+  show(main, h("h1", {}, "Create an account"), h("section", { class: "panel" }, form));
+}
+
+function fieldProblem(e, name) {
+  e.problem = { ...e.problem, field: name };
+  return e;
+}
+
+// ------------------------------------------------------------ browse
+
+async function browsePage(params) {
+  const q = new URLSearchParams({ limit: "24" });
+  for (const k of ["q", "tag", "cursor"]) if (params.get(k)) q.set(k, params.get(k));
+  const page = await api(`/v1/products?${q}`);
+  for (const p of page.items) catalog.set(p.id, p);
+  const search = h("form", { role: "search", class: "row" },
+    h("div", { class: "field grow" }, h("label", { for: "q" }, "Search the store"),
+      h("input", { id: "q", name: "q", type: "search", value: params.get("q") || "" })),
+    h("div", { class: "field" }, h("button", { type: "submit" }, "Search")));
+  search.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = new FormData(search).get("q");
+    go(text ? `#/?q=${encodeURIComponent(text)}` : "#/");
+  });
+  const more = new URLSearchParams(params);
+  if (page.next_cursor) more.set("cursor", page.next_cursor);
+  show(main, h("h1", {}, params.get("q") ? `Results for “${params.get("q")}”` : "Products"), search,
+    page.items.length ? h("ul", { class: "cards" }, page.items.map(productCard)) : h("p", {}, "Nothing found."),
+    h("div", { class: "pager" },
+      params.get("cursor") && h("a", { href: "#/" }, "First page"),
+      page.next_cursor && h("a", { href: `#/?${more}` }, "Next page")));
+}
+
+function productCard(p) {
+  const qty = h("input", { name: "quantity", type: "number", min: "1", max: "10000", value: "1", "aria-label": `Quantity of ${p.name}` });
+  const form = h("form", { class: "inline" }, qty, h("button", { type: "submit" }, "Add to cart"));
+  onSubmit(form, async (data) => {
+    if (!session()) return go(`#/signin?then=${encodeURIComponent("#/")}`);
+    const n = Number(data.get("quantity"));
+    if (!Number.isInteger(n) || n < 1) throw new FieldError("quantity", "Enter a quantity of 1 or more.");
+    const line = cart?.items.find((i) => i.product_id === p.id);
+    cart = await api(`/v1/cart/items/${p.id}`, { method: "PUT", body: { quantity: (line?.quantity || 0) + n } });
+    renderNav();
+    toast(`${n} × ${p.name} added to the cart.`);
+  });
+  return h("li", { class: "card" },
+    h("h2", {}, p.name),
+    p.description && h("p", { class: "muted" }, p.description.length > 140 ? `${p.description.slice(0, 140)}…` : p.description),
+    h("p", { class: "price" }, money(p.price, p.currency)),
+    h("p", { class: p.stock > 0 ? "ok" : "bad" }, p.stock > 0 ? `${p.stock} in stock` : "Out of stock"),
+    p.stock > 0 && form);
+}
+
+// ------------------------------------------------------------ cart
+
+async function loadCart() {
+  cart = await api("/v1/cart");
+  return cart;
+}
+
+/** Catalog prices of the cart's products (fetched for those not seen yet). */
+async function catalogPrices(items) {
+  await Promise.all(items.filter((i) => !catalog.has(i.product_id)).map(async (i) => {
+    try {
+      catalog.set(i.product_id, await api(`/v1/products/${i.product_id}`));
+    } catch {
+      // Hidden meanwhile: the cart view no longer holds it after a reload.
+    }
+  }));
+}
+
+async function cartPage() {
+  await loadCart();
+  await catalogPrices(cart.items);
+  renderNav();
+  const c = cart;
+  const m = (v) => money(v, c.currency);
+  if (!c.items.length) {
+    return show(main, h("h1", {}, "Your cart"), h("p", {}, "Your cart is empty. ", h("a", { href: "#/" }, "Browse products"), "."));
+  }
+  const rows = c.items.map((i) => {
+    const listed = catalog.get(i.product_id)?.price;
+    const qty = h("input", { name: "quantity", type: "number", min: "0", max: "10000", value: i.quantity, "aria-label": `Quantity of ${i.name}` });
+    const form = h("form", { class: "inline" }, qty, h("button", { type: "submit", class: "secondary" }, "Update"));
+    onSubmit(form, async (data) => {
+      const n = Number(data.get("quantity"));
+      if (!Number.isInteger(n) || n < 0) throw new FieldError("quantity", "Enter a whole number (0 removes).");
+      cart = await api(`/v1/cart/items/${i.product_id}`, { method: "PUT", body: { quantity: n } });
+      cartPage();
+    });
+    return h("tr", {},
+      h("td", { "data-label": "Product" }, i.name),
+      h("td", { "data-label": "Unit price", class: "num unit-price" },
+        listed !== undefined && listed !== i.unit_price ? [h("del", {}, m(listed)), " "] : null, m(i.unit_price)),
+      h("td", { "data-label": "Quantity", class: "num" }, form),
+      h("td", { "data-label": "Discounts" }, i.adjustments.map((a) => h("div", { class: "ok" }, `${a.label}: ${m(a.amount)}`))),
+      h("td", { "data-label": "Total", class: "num" }, m(i.line_total)),
+      h("td", {}, h("button", {
+        type: "button", class: "danger", "aria-label": `Remove ${i.name}`,
+        onclick: async () => { cart = await api(`/v1/cart/items/${i.product_id}`, { method: "DELETE" }); cartPage(); },
+      }, "Remove")));
+  });
+  const savedByPrices = c.items.reduce((s, i) => {
+    const listed = catalog.get(i.product_id)?.price;
+    return listed !== undefined && listed > i.unit_price ? s + (listed - i.unit_price) * i.quantity : s;
+  }, 0);
+  const codeForm = h("form", { class: "row", novalidate: true },
+    h("div", { class: "grow" }, field("Promotion code", h("input", { name: "code", autocapitalize: "characters", required: true }))),
+    h("div", { class: "field" }, h("button", { type: "submit", class: "secondary" }, "Apply")));
+  onSubmit(codeForm, async (data) => {
+    const code = String(data.get("code") || "").trim();
+    if (!code) throw new FieldError("code", "Enter a code.");
+    cart = await api("/v1/cart/codes", { method: "POST", body: { code } });
+    toast(`Code ${code} entered.`);
+    cartPage();
+  });
+  const checkoutForm = h("form", {}, h("button", { type: "submit", id: "checkout" }, `Place order · ${m(c.total)}`));
+  onSubmit(checkoutForm, async () => {
+    checkoutKey ??= crypto.randomUUID();
+    try {
+      const order = await api("/v1/checkout", {
+        method: "POST", headers: { "Idempotency-Key": checkoutKey }, body: { expected_total: c.total },
+      });
+      checkoutKey = null;
+      cart = null;
+      await loadCart().catch(() => {});
+      go(`#/orders/${order.id}?placed=1`);
+    } catch (e) {
+      // An answer came: this attempt is over; a new one gets a new key.
+      if (e instanceof ApiError && e.status !== 0 && e.status < 500) checkoutKey = null;
+      if (e instanceof ApiError && e.code === "price_changed") {
+        await cartPage();
+        toast("Prices changed since you looked: check the new total and place the order again.");
+        return;
+      }
+      throw e;
+    }
+  });
+  show(main, h("h1", {}, "Your cart"),
+    h("div", { class: "table-wrap" }, h("table", { class: "stack" },
+      h("caption", {}, "Priced now, with the shop's current offers"),
+      h("thead", {}, h("tr", {}, ["Product", "Unit price", "Quantity", "Discounts", "Total", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows))),
+    c.violations.length ? h("div", { role: "alert" }, h("h2", {}, "Before you can order"),
+      h("ul", {}, c.violations.map((v) => h("li", { class: "bad" }, v.message)))) : null,
+    h("div", { class: "split" },
+      h("div", {},
+        codeForm,
+        c.codes.length ? h("ul", { class: "plain" }, c.codes.map((code) => h("li", {}, h("span", { class: "badge" }, code), " ",
+          h("button", {
+            type: "button", class: "secondary", "aria-label": `Remove code ${code}`,
+            onclick: async () => { cart = await api(`/v1/cart/codes/${encodeURIComponent(code)}`, { method: "DELETE" }); cartPage(); },
+          }, "Remove")))) : null),
+      h("div", { class: "totals", id: "totals" },
+        savedByPrices ? h("div", { class: "ok" }, h("span", {}, "You save on prices"), h("span", {}, m(savedByPrices))) : null,
+        h("div", {}, h("span", {}, "Subtotal"), h("span", {}, m(c.subtotal))),
+        c.adjustments.map((a) => h("div", { class: "ok" }, h("span", {}, a.label), h("span", {}, m(a.amount)))),
+        c.discount_total ? h("div", {}, h("span", {}, "Discounts"), h("span", {}, m(-c.discount_total))) : null,
+        h("div", { class: "total" }, h("span", {}, "Total"), h("span", {}, m(c.total))),
+        checkoutForm)));
+}
+
+// ------------------------------------------------------------ orders
+
+async function ordersPage() {
+  const page = await api("/v1/orders?limit=50");
+  show(main, h("h1", {}, "My orders"),
+    page.items.length
+      ? h("ul", {}, page.items.map((o) => h("li", {},
+          h("a", { href: `#/orders/${o.id}` }, `Order ${short(o.id)}`), ` · ${when(o.created_at)} · ${money(o.total, o.currency)} · ${o.status}`)))
+      : h("p", {}, "No orders yet."));
+}
+
+async function orderPage(id) {
+  const o = await api(`/v1/orders/${encodeURIComponent(id)}`);
+  const m = (v) => money(v, o.currency);
+  const placed = route().params.get("placed");
+  show(main,
+    placed ? h("p", { class: "ok", role: "status" }, "Thank you! Your order is placed.") : null,
+    h("h1", {}, `Order ${short(o.id)}`),
+    h("p", {}, `Status: `, h("span", { class: "badge" }, o.status), ` · placed ${when(o.created_at)}`),
+    h("ul", {}, o.items.map((i) => h("li", {}, `${i.quantity} × ${i.name} at ${m(i.unit_price)}`,
+      i.adjustments.map((a) => ` · ${a.label} ${m(a.amount)}`), ` = ${m(i.line_total)}`))),
+    o.adjustments.map((a) => h("p", { class: "ok" }, `${a.label}: ${m(a.amount)}`)),
+    h("p", { class: "price" }, `Total ${m(o.total)}`),
+    (o.status === "placed" || o.status === "paid") && h("button", {
+      type: "button", class: "danger",
+      onclick: async () => {
+        if (!confirm("Cancel this order?")) return;
+        try {
+          await api(`/v1/orders/${o.id}/cancel`, { method: "POST" });
+          toast("Order cancelled.");
+          go(`#/orders/${o.id}`);
+        } catch (e) { toast(e.message); }
+      },
+    }, "Cancel order"),
+    h("p", {}, h("a", { href: "#/orders" }, "All my orders"), " · ", h("a", { href: "#/" }, "Keep shopping")));
+}

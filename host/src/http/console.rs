@@ -1,0 +1,178 @@
+//! The merchant console (`/console/`) and the storefront (`/shop/`): static
+//! pages and scripts compiled into the binary, which run in the browser and
+//! call the public REST API with the signed-in user's own token. They hold
+//! no privilege of their own: what a page may show or change is what the API
+//! answers that token, checked where it always is.
+//!
+//! Every file is served from memory with an `ETag` (a content hash, so a
+//! browser revalidates cheaply and never runs a stale script after an
+//! upgrade). Pages carry a content security policy that lets them load only
+//! this host's own files and connect only to this host and the account
+//! service (where people sign in): no inline script, no other origin, no
+//! framing. Nothing is fetched from elsewhere, so both work offline.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+
+/// One file of the console, as served.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+/// The pages' files, by the name they are served under.
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "console.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../console/console.html"),
+    },
+    Asset {
+        name: "shop.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../console/shop.html"),
+    },
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../console/app.css"),
+    },
+    Asset {
+        name: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../console/api.js"),
+    },
+    Asset {
+        name: "console.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../console/console.js"),
+    },
+    Asset {
+        name: "shop.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../console/shop.js"),
+    },
+    Asset {
+        name: "icon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../../console/icon.svg"),
+    },
+];
+
+/// What the pages are served with: each file's ETag, the policy and the
+/// settings the scripts read.
+struct Console {
+    etags: Vec<HeaderValue>,
+    policy: HeaderValue,
+    settings: String,
+}
+
+/// The console's and storefront's routes. `account_url` is the account
+/// service's origin as browsers reach it (already checked to be a bare
+/// origin by the configuration).
+pub fn router(account_url: &str) -> Router {
+    let etags = ASSETS
+        .iter()
+        .map(|a| {
+            let digest = Sha256::digest(a.body);
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            let tag = format!("\"{hex}\"");
+            HeaderValue::from_str(&tag).expect("hex is a header value")
+        })
+        .collect();
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self' {account_url}; form-action 'self'; base-uri 'none'; \
+         frame-ancestors 'none'"
+    );
+    let console = Arc::new(Console {
+        etags,
+        policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(
+            "default-src 'none'; connect-src 'self'",
+        )),
+        settings: serde_json::json!({ "account_url": account_url }).to_string(),
+    });
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/shop/") }))
+        .route("/console", get(|| async { Redirect::permanent("/console/") }))
+        .route("/shop", get(|| async { Redirect::permanent("/shop/") }))
+        .route(
+            "/console/",
+            get(|State(c): State<Arc<Console>>, h: HeaderMap| async move {
+                c.serve("console.html", &h)
+            }),
+        )
+        .route(
+            "/shop/",
+            get(|State(c): State<Arc<Console>>, h: HeaderMap| async move {
+                c.serve("shop.html", &h)
+            }),
+        )
+        .route(
+            "/console/settings.json",
+            get(|State(c): State<Arc<Console>>| async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    c.settings.clone(),
+                )
+            }),
+        )
+        .route(
+            "/assets/{name}",
+            get(
+                |State(c): State<Arc<Console>>, Path(name): Path<String>, h: HeaderMap| async move {
+                    c.serve(&name, &h)
+                },
+            ),
+        )
+        .with_state(console)
+}
+
+impl Console {
+    /// The file `name` (a page gets the security headers), or 304 when the
+    /// browser's copy is current, or the 404 problem.
+    fn serve(&self, name: &str, request: &HeaderMap) -> Response {
+        let Some((i, asset)) = ASSETS.iter().enumerate().find(|(_, a)| a.name == name) else {
+            return shopeezy_common::Problem::not_found("asset").into_response();
+        };
+        let etag = &self.etags[i];
+        let fresh = request
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+        let mut response = if fresh {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            asset.body.into_response()
+        };
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
+        headers.insert(header::ETAG, etag.clone());
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        if asset.content_type.starts_with("text/html") {
+            headers.insert(header::CONTENT_SECURITY_POLICY, self.policy.clone());
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+        }
+        response
+    }
+}
