@@ -343,7 +343,8 @@ async fn dry_run(
         let runtime = registry.runtime();
         Report::new(
             runtime.call(&compiled, &input),
-            runtime.limits.fuel(input.lines.len()),
+            &runtime.limits,
+            input.lines.len(),
         )
     })
     .await
