@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use shopeezy_common::events::RelaySettings;
 
+use crate::http::cors::CorsOrigins;
 use crate::tokens;
 
 /// The account service: users, roles, passwords, tokens and revocation.
@@ -122,6 +123,14 @@ pub struct Config {
     /// Argon2id iterations.
     #[arg(long, env = "SHOPEEZY_ARGON2_ITERATIONS", default_value_t = 2)]
     pub argon2_iterations: u32,
+
+    /// Origins whose pages may call the REST API from a browser (CORS):
+    /// `*`, any origin, or a comma-separated list of exact origins
+    /// (`http://127.0.0.1:8080,https://console.example.com`). Any origin is
+    /// safe because the API authenticates with bearer tokens only, never
+    /// cookies, so credentials are never allowed cross-origin.
+    #[arg(long, env = "SHOPEEZY_ACCOUNT_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: CorsOrigins,
 
     /// Events: the outbox relay (`SHOPEEZY_AMQP_URL`, `SHOPEEZY_OUTBOX_*`).
     #[command(flatten)]

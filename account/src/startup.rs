@@ -18,6 +18,7 @@ use crate::admins;
 use crate::config::Config;
 use crate::feed::Feed;
 use crate::grpc::AuthGrpc;
+use crate::http::cors::CorsOrigins;
 use crate::kv::Kv;
 use crate::passwords::Hasher;
 use crate::revocation::Revocation;
@@ -67,6 +68,8 @@ pub struct Application {
     grpc: TcpListener,
     state: AppState,
     shutdown: Shutdown,
+    /// The origins whose pages may call the REST API.
+    cors: CorsOrigins,
 }
 
 impl Application {
@@ -125,6 +128,7 @@ impl Application {
             grpc,
             state,
             shutdown,
+            cors: config.cors_origins,
         })
     }
 
@@ -156,10 +160,14 @@ impl Application {
             grpc,
             state,
             shutdown,
+            cors,
         } = self;
         let (api, openapi) = crate::http::api(state.clone());
         let api = events::wake_after_writes(api, &state.relay);
-        let router = ops::app(api, readiness(&state), openapi);
+        // Outermost, so a preflight (`OPTIONS`) is answered here with the
+        // CORS headers before routing could answer it 405.
+        let router =
+            ops::app(api, readiness(&state), openapi).layer(crate::http::cors::layer(&cors));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AuthServiceServer<AuthGrpc>>().await;

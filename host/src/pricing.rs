@@ -214,21 +214,25 @@ impl Run<'_> {
             return;
         }
         let own = runtime.limits.grant(scope.len());
-        let result = match self.budget.grant(own) {
+        let (result, elapsed) = match self.budget.grant(own) {
             Some(grant) => {
                 let input = self.input(plugin, items, &scope);
                 let report = runtime.call_with(&plugin.compiled, &input, grant);
                 self.budget.charge(report.fuel_used, report.elapsed);
                 record_metrics(plugin, &report);
-                report.result
+                (report.result, Some(report.elapsed))
             }
             None => {
                 let failure = Failure::new(FailureKind::Budget, self.budget.spent_reason());
                 record_failure(&plugin.plugin.name, failure.kind);
-                Err(failure)
+                (Err(failure), None)
             }
         };
         let applied = result.and_then(|output| self.apply(plugin, output, items, &scope));
+        // Recorded once the answer is applied, so the failure a merchant
+        // reads in the plugin's statistics is the one the cart view showed
+        // (an answer the pipeline refuses included).
+        plugin.stats.record(elapsed, applied.as_ref().err());
         let meta = &plugin.plugin;
         let mut entry = PluginRun {
             id: meta.id,

@@ -9,6 +9,7 @@ use crate::startup::AppState;
 
 pub mod admin;
 pub mod auth;
+pub mod cors;
 pub mod users;
 
 #[derive(OpenApi)]

@@ -17,6 +17,7 @@ extern crate shopeezy_testkit;
 mod admin;
 mod auth;
 mod bad_input;
+mod cors;
 mod grpc;
 mod helpers;
 mod openapi;

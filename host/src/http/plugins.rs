@@ -21,6 +21,7 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::http::auth::Merchant;
 use crate::plugins::io::{Report, SampleCart};
+use crate::plugins::stats::StatsReport;
 use crate::state::AppState;
 
 /// The routes of this module; uploads may be as large as `module_bytes`
@@ -31,6 +32,7 @@ pub fn router(module_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(get_plugin, update_plugin, delete_plugin))
         .routes(routes!(replace_component))
         .routes(routes!(dry_run))
+        .routes(routes!(plugin_stats))
         .layer(DefaultBodyLimit::max(
             module_bytes.saturating_mul(2).max(1 << 20),
         ))
@@ -303,7 +305,9 @@ pub struct DryRun {
 }
 
 /// Runs the plugin once on a sample cart, exactly as checkout would (same
-/// limits): its output or failure, fuel, time, peak memory and logs. The
+/// limits): its output or failure, fuel, time, peak memory and logs, each
+/// beside the limit it ran under. A dry run is not counted in the plugin's
+/// statistics (`GET /v1/plugins/{id}/stats`). The
 /// sample is held to a cart's limits (lines, quantities, prices, codes,
 /// tags, attributes, config), so it buys no more fuel or time than a real
 /// cart; and a merchant runs at most a few dry runs at once (429 with
@@ -343,12 +347,33 @@ async fn dry_run(
         let runtime = registry.runtime();
         Report::new(
             runtime.call(&compiled, &input),
-            runtime.limits.fuel(input.lines.len()),
+            &runtime.limits,
+            input.lines.len(),
         )
     })
     .await
     .map_err(|e| Error::Internal(e.into()))?;
     Ok(Json(report))
+}
+
+/// The plugin's calls as this host replica counted them since `since`:
+/// how many, how many failed and the latest failures (newest first, at most
+/// 10), and the median and 99th-percentile call time over the latest (at
+/// most 1,000) calls. Counted from the host's own measurements of every
+/// cart view and checkout that ran the plugin; dry runs are not counted.
+/// The figures are in memory and per replica, from when this replica
+/// started counting the plugin (its start, or the plugin's install): behind
+/// a load balancer each replica answers its own share, and a restart starts
+/// them again.
+#[utoipa::path(get, path = "/v1/plugins/{id}/stats", tag = "plugins", security(("bearer" = ["seller", "admin"])),
+    responses((status = 200, body = StatsReport), (status = 404, body = shopeezy_common::Problem)))]
+async fn plugin_stats(
+    State(state): State<AppState>,
+    Merchant(caller): Merchant,
+    Path(id): Path<Uuid>,
+) -> Result<Json<StatsReport>> {
+    let plugin = managed(&state, &caller, id).await?;
+    Ok(Json(state.pipeline.registry().stats().report(plugin.id)))
 }
 
 /// Refuses a sample a cart could not be: more lines than a cart may hold

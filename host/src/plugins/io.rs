@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::Limits;
 use super::runtime::{self, Amount, CallReport, Failure, LogLine, Output, Target};
 
 /// A sample cart, shaped like the plugin's input.
@@ -145,11 +146,21 @@ pub struct Report {
     pub logs: Vec<LogLine>,
     /// Log lines dropped past the bounds.
     pub logs_dropped: usize,
+    /// Wall time the call was given, in microseconds (for this cart's lines).
+    pub time_limit_us: u64,
+    /// Largest linear memory the call was allowed, in bytes.
+    pub memory_limit_bytes: usize,
+    /// Most log lines kept.
+    pub log_lines_limit: usize,
+    /// Most log bytes kept.
+    pub log_bytes_limit: usize,
 }
 
 impl Report {
-    /// The report of a call given `fuel_limit`.
-    pub fn new(report: CallReport, fuel_limit: u64) -> Self {
+    /// The report of a call on a cart of `lines` lines, made with its own
+    /// `limits` ([`Limits::grant`]: no request budget), which it shows
+    /// beside what the call used.
+    pub fn new(report: CallReport, limits: &Limits, lines: usize) -> Self {
         let (output, failure) = match report.result {
             Ok(o) => (Some(output_json(&o)), None),
             Err(f) => (None, Some(f)),
@@ -158,11 +169,15 @@ impl Report {
             output,
             failure,
             fuel_used: report.fuel_used,
-            fuel_limit,
+            fuel_limit: limits.fuel(lines),
             time_us: report.elapsed.as_micros() as u64,
             peak_memory_bytes: report.peak_memory_bytes,
             logs: report.logs,
             logs_dropped: report.logs_dropped,
+            time_limit_us: limits.time_ms(lines).saturating_mul(1_000),
+            memory_limit_bytes: limits.memory_bytes,
+            log_lines_limit: limits.log_lines,
+            log_bytes_limit: limits.log_bytes,
         }
     }
 }

@@ -42,5 +42,5 @@ pub async fn run(
         .map_err(Refused::Component)?;
     let cart = sample.to_input(config, now_ms);
     let call = runtime.call(&compiled, &cart);
-    Ok(Report::new(call, runtime.limits.fuel(cart.lines.len())))
+    Ok(Report::new(call, &runtime.limits, cart.lines.len()))
 }

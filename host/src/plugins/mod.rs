@@ -1,5 +1,5 @@
-//! Merchant plugins: the wasmtime runtime, its limits, and the registry of
-//! installed plugins.
+//! Merchant plugins: the wasmtime runtime, its limits, the registry of
+//! installed plugins and their call statistics.
 
 pub mod compile;
 pub mod io;
@@ -7,3 +7,4 @@ pub mod limits;
 pub mod local;
 pub mod registry;
 pub mod runtime;
+pub mod stats;

@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::compile::{CompileLimits, Compiler};
 use super::runtime::{Compiled, Runtime};
+use super::stats::{PluginStats, Stats};
 use crate::domain::{Hook, NewPlugin, Plugin, Scope, Settings};
 use crate::error::Result;
 use crate::store::plugins;
@@ -40,6 +41,8 @@ pub struct Installed {
     pub config_text: String,
     /// Its compiled component.
     pub compiled: Compiled,
+    /// Its call statistics on this replica, which the pipeline records into.
+    pub stats: Arc<PluginStats>,
 }
 
 /// The enabled plugins at one generation, each hook's in running order.
@@ -145,6 +148,7 @@ pub struct Registry {
     published: tokio::sync::watch::Sender<i64>,
     cache: Mutex<Cache>,
     reload: tokio::sync::Mutex<()>,
+    stats: Stats,
 }
 
 impl std::fmt::Debug for Registry {
@@ -194,6 +198,7 @@ impl Registry {
             published: tokio::sync::watch::Sender::new(-1),
             cache: Mutex::new(Cache::default()),
             reload: tokio::sync::Mutex::new(()),
+            stats: Stats::new(),
         });
         let enabled = plugins::count_enabled(&registry.db).await?;
         if enabled == 0 {
@@ -249,6 +254,11 @@ impl Registry {
         &self.runtime
     }
 
+    /// The plugins' call statistics on this replica.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// The plugins in force now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current
@@ -290,6 +300,7 @@ impl Registry {
             };
             let installed = Arc::new(Installed {
                 config_text: plugin.config.to_string(),
+                stats: self.stats.entry(plugin.id),
                 plugin,
                 compiled,
             });
@@ -309,11 +320,17 @@ impl Registry {
             .flatten()
             .map(|i| (i.plugin.sha256.clone(), i.plugin.hook))
             .collect();
+        let in_force: HashSet<Uuid> = [&next.pricing, &next.promotion, &next.validation]
+            .into_iter()
+            .flatten()
+            .map(|i| i.plugin.id)
+            .collect();
         *self
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
         lock(&self.cache).retain(&in_use);
+        self.stats.retain(&in_force);
         self.published.send_replace(generation);
         Ok(())
     }
@@ -454,6 +471,9 @@ impl Registry {
         let found = plugins::delete(&self.db, id).await?;
         if found {
             self.refresh().await?;
+            // Other replicas only retire its figures (bounded); this one,
+            // which knows it is gone, forgets them at once.
+            self.stats.remove(id);
         }
         Ok(found)
     }

@@ -34,5 +34,6 @@ mod plugins_races;
 mod plugins_runner;
 mod plugins_sandbox;
 mod plugins_scope;
+mod plugins_stats;
 mod race;
 mod security;

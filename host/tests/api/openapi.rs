@@ -28,6 +28,7 @@ const ROLE_OPERATIONS: &[(&str, &[&str])] = &[
     ("DELETE /v1/plugins/{id}", &["seller", "admin"]),
     ("PUT /v1/plugins/{id}/component", &["seller", "admin"]),
     ("POST /v1/plugins/{id}/dry-run", &["seller", "admin"]),
+    ("GET /v1/plugins/{id}/stats", &["seller", "admin"]),
     ("GET /v1/admin/orders", &["admin"]),
     ("POST /v1/admin/orders/{id}/status", &["admin"]),
 ];
