@@ -298,7 +298,11 @@ export function when(iso) {
   return new Date(iso).toLocaleString();
 }
 
-/** The first 8 characters of an id, for people. */
+/**
+ * An id shortened for people: its last 8 characters. Ids are UUIDv7, whose
+ * first characters are the time (ids made in the same minute share them)
+ * and whose last are random.
+ */
 export function short(id) {
-  return String(id).slice(0, 8);
+  return String(id).slice(-8);
 }

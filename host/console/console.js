@@ -298,7 +298,7 @@ function pluginInstallPage() {
       field("Hook", h("select", { name: "hook" }, options(HOOKS, "pricing"))),
       field("Priority", h("input", { name: "priority", type: "number", value: "100", min: "-10000", max: "10000" }), "Lower runs first"),
       field("On failure", h("select", { name: "failure_policy" }, options(POLICIES, "closed")))),
-    field("Config (JSON)", h("textarea", { name: "config", spellcheck: "false" }, "{}"), "Given to the plugin as is; at most 64 KiB"),
+    field("Config (JSON)", h("textarea", { name: "config", spellcheck: "false", rows: "6" }, "{}"), "Given to the plugin as is; at most 64 KiB"),
     field("Component", h("input", { name: "component", type: "file", accept: ".wasm,application/wasm", required: true }), "A WebAssembly component built for the hook's world"),
     h("button", { type: "submit" }, "Install"));
   onSubmit(form, async (data) => {
@@ -334,7 +334,7 @@ async function pluginPage(id) {
     h("div", { class: "row" },
       field("Priority", h("input", { name: "priority", type: "number", value: plugin.priority, min: "-10000", max: "10000" })),
       field("On failure", h("select", { name: "failure_policy" }, options(POLICIES, plugin.failure_policy)))),
-    field("Config (JSON)", h("textarea", { name: "config", spellcheck: "false" }, JSON.stringify(plugin.config, null, 2))),
+    field("Config (JSON)", h("textarea", { name: "config", spellcheck: "false", rows: "8" }, JSON.stringify(plugin.config, null, 2))),
     h("button", { type: "submit" }, "Save settings"));
   onSubmit(settings, async (data) => {
     const body = { enabled: data.get("enabled") === "on", priority: priorityOf(data), failure_policy: data.get("failure_policy"), config: configOf(data) };
@@ -400,7 +400,7 @@ async function loadStats(plugin, el) {
       h("p", { class: "hint" }, `On this host since ${when(s.since)}; times over the last ${s.sampled_calls} calls. Dry runs are not counted.`),
       s.recent_failures.length
         ? h("div", {}, h("h3", {}, "Last failures"), h("ul", {}, s.recent_failures.map((f) =>
-            h("li", {}, h("span", { class: "bad" }, f.kind), ` ${when(f.at)}: ${f.reason}`))))
+            h("li", {}, h("span", { class: "badge bad" }, f.kind), ` ${when(f.at)}: ${f.reason}`))))
         : h("p", {}, "No failures."));
   } catch (e) {
     show(el, h("p", { class: "muted" }, `Statistics are not available: ${e.message}`));
@@ -560,7 +560,7 @@ async function orderPage(id) {
     o.adjustments.length ? h("div", {}, h("h2", {}, "Order adjustments"), h("ul", {}, o.adjustments.map((a) => h("li", {}, `${a.label}: ${m(a.amount)}${a.code ? ` (code ${a.code})` : ""} — ${a.plugin}`)))) : null,
     h("div", { class: "totals" },
       h("div", {}, h("span", {}, "Subtotal"), h("span", {}, m(o.subtotal))),
-      h("div", {}, h("span", {}, "Discounts"), h("span", {}, m(-o.discount_total))),
+      o.discount_total ? h("div", {}, h("span", {}, "Discounts"), h("span", {}, m(-o.discount_total))) : null,
       h("div", { class: "total" }, h("span", {}, "Total"), h("span", {}, m(o.total)))),
     h("h2", {}, "Priced by"),
     o.plugins.length

@@ -3,7 +3,7 @@
 // with the running services' addresses and the users it made:
 //
 //   HOST_URL, ACCOUNT_URL     the host and the account service
-//   SELLER, OTHER_SELLER      two sellers' emails; SHOPPER a customer's
+//   SELLER, OTHER_SELLER      two sellers' emails (the shopper registers)
 //   ADMIN, ADMIN_PASSWORD     the platform admin; PASSWORD everyone else's
 //   WASM                      the volume-pricing example component
 //   SHOTS                     where screenshots go
@@ -43,7 +43,9 @@ const loads = [];
 async function newPage(viewport = { width: 1280, height: 900 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
+  // Generous: under the whole suite two cores serve three browsers and the services.
+  page.setDefaultTimeout(30_000);
+  page.setDefaultNavigationTimeout(30_000);
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => {
@@ -82,7 +84,18 @@ async function open(page, path) {
 }
 
 async function shot(page, name) {
+  // A passing notice would cover part of a full-page picture.
+  await page.evaluate(() => { const t = document.getElementById("toast"); if (t) t.textContent = ""; });
   await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+}
+
+/** Every form control on the page has a name a screen reader announces. */
+async function assertLabelled(page) {
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+      .filter((el) => !(el.labels?.length || el.getAttribute("aria-label") || (el.tagName === "BUTTON" && el.textContent.trim())))
+      .map((el) => el.outerHTML.slice(0, 80)));
+  assert.deepEqual(unlabelled, [], `unlabelled controls on ${page.url()}`);
 }
 
 async function signIn(page, login, password) {
@@ -153,6 +166,7 @@ try {
   const resources = await seller.getByRole("table", { name: "Resources and limits" }).innerText();
   for (const row of ["Fuel", "Time", "Memory", "Log lines"]) assert.ok(resources.includes(row), `${row} in ${resources}`);
   await seller.getByText("volume prices on 1 line(s)").waitFor();
+  await assertLabelled(seller);
   await shot(seller, "console-dry-run");
 
   // -------------------------------------------------- another seller
@@ -168,11 +182,20 @@ try {
   await other.context().close();
 
   // -------------------------------------------------- the shopper
-  step = "shopper signs in to the storefront (phone-sized screen)";
+  step = "a shopper registers in the storefront (phone-sized screen)";
   const shopper = (current = await newPage({ width: 390, height: 844 }));
   await open(shopper, "/shop/");
-  await shopper.getByRole("link", { name: "Sign in" }).click();
-  await signIn(shopper, env("SHOPPER"), PASSWORD);
+  await shopper.getByRole("link", { name: "Register" }).click();
+  const username = `shopper-${SKU.slice(6)}`;
+  await shopper.getByLabel("Name", { exact: true }).fill("Sam Shopper");
+  await shopper.getByLabel("Username").fill(username);
+  await shopper.getByLabel("Email").fill(`${username}@example.com`);
+  await shopper.getByLabel("Password").fill("short");
+  await shopper.getByRole("button", { name: "Create account" }).click();
+  await shopper.locator("[aria-invalid=true][name=password]").waitFor();
+  await assertLabelled(shopper);
+  await shopper.getByLabel("Password").fill(PASSWORD);
+  await shopper.getByRole("button", { name: "Create account" }).click();
   await shopper.getByRole("link", { name: /^Cart/ }).waitFor();
 
   step = "shopper finds the product and puts 3 in the cart";
@@ -192,6 +215,7 @@ try {
   const totals = await shopper.locator("#totals").innerText();
   assert.match(totals, /Total\s+\$27\.00/, `the total: ${totals}`);
   assert.match(totals, /You save on prices\s+\$3\.00/, `the saving: ${totals}`);
+  await assertLabelled(shopper);
   await shot(shopper, "shop-cart");
 
   step = "shopper checks out";

@@ -1,7 +1,7 @@
 //! The merchant console and the storefront, end to end in a real browser.
 //!
 //! Each test starts the account service and the host on a backend, makes
-//! two sellers and a shopper, and runs `testkit/e2e/console.mjs`, which
+//! two sellers, and runs `testkit/e2e/console.mjs`, which
 //! drives headless Chromium (Debian's `chromium` package) with
 //! `playwright-core`: a seller signs in with the keyboard, creates a product
 //! (a bad SKU's problem shows beside the SKU field), finds it, sets its
@@ -11,7 +11,8 @@
 //! phone-sized screen finds the product, puts 3 in the cart, sees the
 //! plugin's price there and checks out; the admin opens the order, sees the
 //! plugin version that priced it and marks it paid; the seller's plugin page
-//! counts the shopper's calls. Every page loads under 100 KB of assets and
+//! counts the shopper's calls. The shopper registers in the storefront (a
+//! too-short password is refused beside its field first). Every page loads under 100 KB of assets and
 //! asks no origin but the two services. Screenshots go to
 //! `target/console-screenshots/<backend>/` (README's come from there).
 //!
@@ -88,13 +89,10 @@ fn ready() -> Option<()> {
     Some(())
 }
 
-/// A new customer (its email, to sign in with [`PASSWORD`]), made a seller
-/// when `seller`.
-async fn person(accounts: &shopeezy_testkit::Accounts, seller: bool) -> (User, String) {
+/// A new seller (its email, to sign in with [`PASSWORD`]).
+async fn seller(accounts: &shopeezy_testkit::Accounts) -> (User, String) {
     let (user, email) = accounts.customer_with_email().await;
-    if seller {
-        accounts.grant_role(&user, "seller").await;
-    }
+    accounts.grant_role(&user, "seller").await;
     (user, email)
 }
 
@@ -107,9 +105,8 @@ async fn console_end_to_end(backend: Backend) {
     };
     let stack = config.start().await;
     let accounts = &stack.accounts;
-    let (_, seller) = person(accounts, true).await;
-    let (_, other_seller) = person(accounts, true).await;
-    let (_, shopper) = person(accounts, false).await;
+    let (_, seller_email) = seller(accounts).await;
+    let (_, other_seller) = seller(accounts).await;
     let shots = repo_root()
         .join("target/console-screenshots")
         .join(format!("{backend:?}").to_lowercase());
@@ -119,9 +116,8 @@ async fn console_end_to_end(backend: Backend) {
         .current_dir(repo_root().join("testkit/e2e"))
         .env("HOST_URL", &stack.hosts[0].url)
         .env("ACCOUNT_URL", &accounts.account_url)
-        .env("SELLER", &seller)
+        .env("SELLER", &seller_email)
         .env("OTHER_SELLER", &other_seller)
-        .env("SHOPPER", &shopper)
         .env("ADMIN", ADMIN_EMAIL)
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("PASSWORD", PASSWORD)
