@@ -7,9 +7,26 @@
 const SESSION_KEY = "shopeezy.session";
 
 let settingsLoaded;
-/** `{account_url}`: where people sign in (served by the host). */
+let currencyDigits = {};
+/**
+ * `{account_url, currency_digits}` (served by the host): where people sign
+ * in, and each currency's digits after the point. Loaded before a page
+ * renders; a failed load is tried again at the next call.
+ */
 export function settings() {
-  settingsLoaded ??= fetch("/console/settings.json").then((r) => r.json());
+  settingsLoaded ??= fetch("/console/settings.json")
+    .then((r) => {
+      if (!r.ok) throw new Error(`settings: HTTP ${r.status}`);
+      return r.json();
+    })
+    .then((s) => {
+      currencyDigits = s.currency_digits || {};
+      return s;
+    })
+    .catch((e) => {
+      settingsLoaded = null;
+      throw new ApiError(0, { title: "Network error", detail: `The server could not be reached (${e.message}).` });
+    });
   return settingsLoaded;
 }
 
@@ -77,13 +94,17 @@ async function request(url, { method = "GET", body, form, token, headers = {} } 
   return data;
 }
 
-/** A call to this host's API as the signed-in user (anonymous without one). */
+/**
+ * A call to this host's API as the signed-in user (anonymous without one).
+ * A 401 when this tab had signed in (the token expired, or was signed out
+ * elsewhere) ends the session: the page goes back to signing in.
+ */
 export async function api(path, options = {}) {
   const s = session();
   try {
     return await request(path, { ...options, token: s?.token });
   } catch (e) {
-    if (e.status === 401 && s) {
+    if (e.status === 401 && sessionStorage.getItem(SESSION_KEY)) {
       clearSession();
       signedOut();
     }
@@ -91,16 +112,16 @@ export async function api(path, options = {}) {
   }
 }
 
-/** A call to the account service. */
-async function account(path, options = {}) {
+/** A call to the account service (`anonymous`: without the tab's token). */
+async function account(path, options = {}, anonymous = false) {
   const { account_url } = await settings();
-  return request(account_url + path, { ...options, token: session()?.token });
+  return request(account_url + path, { ...options, token: anonymous ? undefined : session()?.token });
 }
 
 /** Signs in by email or username; the user. */
 export async function signIn(login, password) {
   const who = login.includes("@") ? { email: login } : { username: login };
-  const r = await account("/v1/auth/login", { method: "POST", body: { ...who, password } });
+  const r = await account("/v1/auth/login", { method: "POST", body: { ...who, password } }, true);
   saveSession({
     token: r.access_token,
     user: r.user,
@@ -112,7 +133,7 @@ export async function signIn(login, password) {
 
 /** Registers a customer (then sign in). */
 export function register(fields) {
-  return account("/v1/auth/register", { method: "POST", body: fields });
+  return account("/v1/auth/register", { method: "POST", body: fields }, true);
 }
 
 /** Signs out everywhere this token works (the account service revokes it). */
@@ -206,8 +227,11 @@ export function showProblem(form, error, codes = {}) {
   if (error.retryAfter) text += ` (try again in ${error.retryAfter} s)`;
   const input = name ? findField(form, name) : null;
   if (input) {
+    input.id ||= `f${++fieldSeq}`;
     const msg = h("p", { class: "field-error", id: `${input.id}-error` }, text);
-    input.closest(".field")?.append(msg) ?? input.after(msg);
+    const box = input.closest(".field");
+    if (box) box.append(msg);
+    else input.after(msg);
     input.setAttribute("aria-invalid", "true");
     const hint = document.getElementById(`${input.id}-hint`);
     input.setAttribute("aria-describedby", hint ? `${msg.id} ${hint.id}` : msg.id);
@@ -227,26 +251,92 @@ function findField(form, name) {
   return null;
 }
 
-/** Runs `work` for a submitted form, its button busy meanwhile. */
-export function onSubmit(form, work) {
+/**
+ * Runs `work` for a submitted form, once at a time; a failure is shown in
+ * the form (`codes` maps a problem's code to the field it concerns). The
+ * button is marked busy, not disabled, so keyboard focus stays on it.
+ */
+export function onSubmit(form, work, codes = {}) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (form.getAttribute("aria-busy") === "true") return;
     const button = form.querySelector("button[type=submit], button:not([type])");
-    if (button?.disabled) return;
-    if (button) button.disabled = true;
+    button?.setAttribute("aria-disabled", "true");
     form.setAttribute("aria-busy", "true");
     clearProblems(form);
     try {
       await work(new FormData(form));
     } catch (e) {
+      if (e?.status === 401) return; // back to signing in
       const known = e instanceof ApiError || e instanceof FieldError;
-      showProblem(form, known ? e : new ApiError(0, { detail: String(e?.message || e) }));
+      showProblem(form, known ? e : new ApiError(0, { detail: String(e?.message || e) }), codes);
     } finally {
-      if (button) button.disabled = false;
+      button?.removeAttribute("aria-disabled");
       form.removeAttribute("aria-busy");
     }
   });
   return form;
+}
+
+/**
+ * Runs `work` for a button: a failure is shown at the top of the page
+ * until the next one (`role=alert`), not in a passing notice.
+ */
+export function guard(work) {
+  return async (event) => {
+    const button = event?.currentTarget;
+    if (button?.getAttribute("aria-disabled") === "true") return;
+    button?.setAttribute("aria-disabled", "true");
+    document.getElementById("page-alert")?.remove();
+    try {
+      await work(event);
+    } catch (e) {
+      if (e?.status === 401) return;
+      fail(e);
+    } finally {
+      button?.removeAttribute("aria-disabled");
+    }
+  };
+}
+
+/** Shows a failure at the top of the page. */
+export function fail(e) {
+  const main = document.getElementById("main");
+  document.getElementById("page-alert")?.remove();
+  let text = e?.problem?.detail || e?.message || String(e);
+  if (e?.retryAfter) text += ` (try again in ${e.retryAfter} s)`;
+  main.prepend(h("p", { id: "page-alert", class: "form-error", role: "alert" }, text));
+}
+
+/** After a page rendered: its title, and focus on its heading (unless the page put it elsewhere). */
+export function settle(main, product) {
+  const heading = main.querySelector("h1");
+  document.title = heading ? `${heading.textContent} · ${product}` : product;
+  if (main.contains(document.activeElement) && document.activeElement !== main) return;
+  if (heading) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  } else {
+    main.focus();
+  }
+}
+
+/** The skip link moves focus to the page without touching the route. */
+export function wireSkipLink(main) {
+  document.querySelector(".skip")?.addEventListener("click", (e) => {
+    e.preventDefault();
+    settle(main, document.title);
+  });
+}
+
+/** A random (v4) UUID, also where `crypto.randomUUID` is missing (plain http off localhost). */
+export function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /** A problem found before calling the API, about the field `name`. */
@@ -259,21 +349,21 @@ export class FieldError extends Error {
 
 // ------------------------------------------------------------ money
 
-/** Digits after the point in `currency` (2 for USD, 0 for JPY). */
+/**
+ * Digits after the point in `currency` (2 for USD, 0 for JPY, 3 for IQD),
+ * from the host's table (the one that counts the catalog's minor units).
+ */
 export function digits(currency) {
-  try {
-    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
-      .maximumFractionDigits;
-  } catch {
-    return 2;
-  }
+  return currencyDigits[currency] ?? 2;
 }
 
 /** Minor units as the amount people read: `1250, "USD"` → `$12.50`. */
 export function money(minor, currency) {
   const d = digits(currency);
   try {
-    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / 10 ** d);
+    return new Intl.NumberFormat(undefined, {
+      style: "currency", currency, minimumFractionDigits: d, maximumFractionDigits: d,
+    }).format(minor / 10 ** d);
   } catch {
     return `${(minor / 10 ** d).toFixed(d)} ${currency}`;
   }
@@ -282,7 +372,7 @@ export function money(minor, currency) {
 /** `"12.5", "USD"` → 1250; NaN when it is not an amount of that currency. */
 export function parseMoney(text, currency) {
   const d = digits(currency);
-  const m = /^\s*(\d{1,12})(?:[.,](\d*))?\s*$/.exec(text);
+  const m = /^\s*(\d{1,12})(?:\.(\d*))?\s*$/.exec(text);
   if (!m || (m[2] || "").length > d) return NaN;
   return Number(m[1]) * 10 ** d + Number((m[2] || "").padEnd(d, "0") || 0);
 }

@@ -4,8 +4,8 @@
 // changes what the API lets that seller see and change, nothing more.
 
 import {
-  ApiError, FieldError, api, clearSession, decimal, field, h, money, onSignedOut,
-  onSubmit, parseMoney, session, short, show, showProblem, signIn, signOut, toast, when,
+  ApiError, FieldError, api, decimal, field, guard, h, money, onSignedOut, onSubmit,
+  parseMoney, session, settings, settle, short, show, signIn, signOut, toast, when, wireSkipLink,
 } from "./api.js";
 
 const main = document.getElementById("main");
@@ -33,28 +33,42 @@ function isMerchant(user) {
   return user && (user.role === "seller" || user.role === "admin");
 }
 
+/**
+ * Counts renders: a page whose data arrives after the reader moved on
+ * (a slow answer, a quick click elsewhere) is not shown over the newer one.
+ */
+let renderSeq = 0;
+
 async function render() {
+  const gen = ++renderSeq;
   const user = me();
   renderNav(user);
   const { parts, params } = route();
-  if (!user) return signInPage();
-  if (!isMerchant(user)) return notMerchantPage(user);
   const [section, id] = parts;
   try {
-    if (section === "products" && id === "new") await productForm(null);
-    else if (section === "products" && id) await productPage(id);
-    else if (section === "plugins" && id === "new") pluginInstallPage();
-    else if (section === "plugins" && id) await pluginPage(id);
-    else if (section === "plugins") await pluginsPage(params);
-    else if (section === "orders" && user.role === "admin" && id) await orderPage(id);
-    else if (section === "orders" && user.role === "admin") await ordersPage(params);
-    else await productsPage(params);
+    await settings();
+    if (!user) signInPage();
+    else if (!isMerchant(user)) notMerchantPage(user);
+    else await page(user, section, id, params);
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
+    if (e.status === 401 || gen !== renderSeq) return; // signing in again, or moved on
     show(main, h("h1", {}, e.status === 404 ? "Not found" : "Something went wrong"),
       h("p", { role: "alert" }, e.status === 404 ? "There is nothing here you can see." : e.message));
   }
-  main.focus();
+  if (gen === renderSeq) settle(main, "Shopeezy console");
+}
+
+/** The page the route names (orders: admins only). */
+async function page(user, section, id, params) {
+  if (section === "products" && id === "new") await productForm(null);
+  else if (section === "products" && id) await productPage(id);
+  else if (section === "plugins" && id === "new") pluginInstallPage();
+  else if (section === "plugins" && id) await pluginPage(id);
+  else if (section === "plugins") await pluginsPage(params);
+  else if (section === "orders" && user.role === "admin" && id) await orderPage(id);
+  else if (section === "orders" && user.role === "admin") await ordersPage(params);
+  else await productsPage(params);
 }
 
 function renderNav(user) {
@@ -68,7 +82,7 @@ function renderNav(user) {
     user.role === "admin" && link("#/orders", "Orders", "orders"),
     h("a", { href: "/shop/" }, "Storefront"),
     h("span", { class: "muted" }, `${user.username} (${user.role})`),
-    h("button", { type: "button", class: "secondary", onclick: async () => { await signOut(); go("#/products"); } }, "Sign out"));
+    h("button", { type: "button", class: "secondary", onclick: guard(async () => { await signOut(); go("#/products"); }) }, "Sign out"));
 }
 
 onSignedOut(() => {
@@ -76,11 +90,13 @@ onSignedOut(() => {
   render();
 });
 window.addEventListener("hashchange", render);
+wireSkipLink(main);
 render();
 
 // ------------------------------------------------------------ sign in
 
 function signInPage() {
+  const gen = renderSeq;
   const form = h("form", { class: "panel", novalidate: true },
     field("Email or username", h("input", { name: "login", autocomplete: "username", required: true })),
     field("Password", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
@@ -90,14 +106,15 @@ function signInPage() {
     await signIn(String(data.get("login")).trim(), String(data.get("password")));
     render();
   });
-  show(main, h("h1", {}, "Sign in to the console"),
+  gen === renderSeq && show(main, h("h1", {}, "Sign in to the console"),
     h("p", {}, "For sellers and admins. Shoppers: the ", h("a", { href: "/shop/" }, "storefront"), "."),
     h("section", { class: "panel" }, form));
   form.querySelector("input").focus();
 }
 
 function notMerchantPage(user) {
-  show(main, h("h1", {}, "The console is for sellers and admins"),
+  const gen = renderSeq;
+  gen === renderSeq && show(main, h("h1", {}, "The console is for sellers and admins"),
     h("p", {}, `You are signed in as ${user.username}, a ${user.role}. `,
       h("a", { href: "/shop/" }, "Go to the storefront"), "."));
 }
@@ -115,6 +132,7 @@ function productQuery(params) {
 }
 
 async function productsPage(params) {
+  const gen = renderSeq;
   const page = await api(`/v1/products?${productQuery(params)}`);
   const search = h("form", { role: "search", class: "row" },
     h("div", { class: "field grow" }, h("label", { for: "q" }, "Search products"),
@@ -132,13 +150,13 @@ async function productsPage(params) {
     h("td", { "data-label": "Stock", class: "num" }, stockForm(p))));
   const more = new URLSearchParams(params);
   if (page.next_cursor) more.set("cursor", page.next_cursor);
-  show(main,
+  gen === renderSeq && show(main,
     h("div", { class: "row" }, h("h1", { class: "grow" }, "Products"),
       h("a", { class: "button", href: "#/products/new" }, "New product")),
     search,
     page.items.length
       ? h("div", { class: "table-wrap" }, h("table", { class: "stack" },
-          h("caption", {}, params.get("q") ? `Products matching “${params.get("q")}”` : "Your products on sale"),
+          h("caption", {}, params.get("q") ? `Products matching “${params.get("q")}”` : me().role === "admin" ? "Every seller's products on sale" : "Your products on sale"),
           h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "SKU"), h("th", { class: "num" }, "Price"), h("th", { class: "num" }, "Stock"))),
           h("tbody", {}, rows)))
       : h("p", {}, params.get("q") ? "No product matches." : "No products yet."),
@@ -162,12 +180,14 @@ function stockForm(p) {
 }
 
 async function productPage(id) {
+  const gen = renderSeq;
   const p = await api(`/v1/products/${encodeURIComponent(id)}`);
-  await productForm(p);
+  if (gen === renderSeq) await productForm(p);
 }
 
 /** Creates (`p` null) or edits a product. */
 async function productForm(p) {
+  const gen = renderSeq;
   const currency = p?.currency || "USD";
   const attributes = Object.entries(p?.attributes || {}).map(([k, v]) => `${k}=${v}`).join("\n");
   const form = h("form", { novalidate: true },
@@ -195,22 +215,20 @@ async function productForm(p) {
       toast(`Product ${created.name} created.`);
       go(`#/products/${created.id}`);
     }
-  });
+  }, { sku_taken: "sku" });
   const extra = p && h("section", { class: "panel" },
     h("h2", {}, "Stock and sale"),
     h("div", { class: "row" }, stockForm(p),
       h("button", {
         type: "button", class: "danger",
-        onclick: async () => {
+        onclick: guard(async () => {
           if (!confirm(`Hide ${p.name} from sale? It leaves every cart; past orders keep it.`)) return;
-          try {
-            await api(`/v1/products/${p.id}`, { method: "DELETE" });
-            toast(`${p.name} is hidden.`);
-            go("#/products");
-          } catch (e) { toast(e.message); }
-        },
+          await api(`/v1/products/${p.id}`, { method: "DELETE" });
+          toast(`${p.name} is hidden.`);
+          go("#/products");
+        }),
       }, "Hide from sale")));
-  show(main, h("p", {}, h("a", { href: "#/products" }, "← Products")),
+  gen === renderSeq && show(main, h("p", {}, h("a", { href: "#/products" }, "← Products")),
     h("h1", {}, p ? `Edit ${p.name}` : "New product"),
     h("section", { class: "panel" }, form), extra);
 }
@@ -240,6 +258,7 @@ function productBody(data) {
 // ------------------------------------------------------------ plugins
 
 async function pluginsPage(params) {
+  const gen = renderSeq;
   const q = new URLSearchParams({ limit: "50" });
   if (params.get("cursor")) q.set("cursor", params.get("cursor"));
   const page = await api(`/v1/plugins?${q}`);
@@ -251,7 +270,7 @@ async function pluginsPage(params) {
     h("td", { "data-label": "Priority", class: "num" }, p.priority),
     h("td", { "data-label": "On failure" }, p.failure_policy),
     h("td", { "data-label": "State" }, p.enabled ? h("span", { class: "badge ok" }, "enabled") : h("span", { class: "badge muted" }, "disabled"))));
-  show(main,
+  gen === renderSeq && show(main,
     h("div", { class: "row" }, h("h1", { class: "grow" }, "Plugins"),
       h("a", { class: "button", href: "#/plugins/new" }, "Install a plugin")),
     page.items.length
@@ -284,6 +303,7 @@ function configOf(data) {
 }
 
 function priorityOf(data) {
+  if (String(data.get("priority") ?? "").trim() === "") throw new FieldError("priority", "Enter a whole number from -10000 to 10000.");
   const priority = Number(data.get("priority"));
   if (!Number.isInteger(priority)) throw new FieldError("priority", "Enter a whole number from -10000 to 10000.");
   return priority;
@@ -292,6 +312,7 @@ function priorityOf(data) {
 const PLUGIN_CODES = { plugin_name_taken: "name", invalid_component: "component", invalid_manifest: "config" };
 
 function pluginInstallPage() {
+  const gen = renderSeq;
   const form = h("form", { novalidate: true },
     h("div", { class: "row" },
       h("div", { class: "grow" }, field("Name", h("input", { name: "name", required: true, maxlength: "64", autocapitalize: "off" }), "a-z, 0-9, - and _")),
@@ -314,29 +335,25 @@ function pluginInstallPage() {
     const body = new FormData();
     body.append("manifest", new Blob([JSON.stringify(manifest)], { type: "application/json" }));
     body.append("component", file, file.name);
-    try {
-      const plugin = await api("/v1/plugins", { method: "POST", form: body });
-      toast(`${plugin.name} installed.`);
-      go(`#/plugins/${plugin.id}`);
-    } catch (e) {
-      if (e instanceof ApiError) return showProblem(form, e, PLUGIN_CODES);
-      throw e;
-    }
-  });
-  show(main, h("p", {}, h("a", { href: "#/plugins" }, "← Plugins")),
+    const plugin = await api("/v1/plugins", { method: "POST", form: body });
+    toast(`${plugin.name} installed.`);
+    go(`#/plugins/${plugin.id}`);
+  }, PLUGIN_CODES);
+  gen === renderSeq && show(main, h("p", {}, h("a", { href: "#/plugins" }, "← Plugins")),
     h("h1", {}, "Install a plugin"), h("section", { class: "panel" }, form));
 }
 
 async function pluginPage(id) {
+  const gen = renderSeq;
   const plugin = await api(`/v1/plugins/${encodeURIComponent(id)}`);
-  const settings = h("form", { novalidate: true },
+  const settingsForm = h("form", { novalidate: true },
     h("div", { class: "check" }, h("input", { id: "enabled", name: "enabled", type: "checkbox", checked: plugin.enabled }), h("label", { for: "enabled" }, "Enabled")),
     h("div", { class: "row" },
       field("Priority", h("input", { name: "priority", type: "number", value: plugin.priority, min: "-10000", max: "10000" })),
       field("On failure", h("select", { name: "failure_policy" }, options(POLICIES, plugin.failure_policy)))),
     field("Config (JSON)", h("textarea", { name: "config", spellcheck: "false", rows: "8" }, JSON.stringify(plugin.config, null, 2))),
     h("button", { type: "submit" }, "Save settings"));
-  onSubmit(settings, async (data) => {
+  onSubmit(settingsForm, async (data) => {
     const body = { enabled: data.get("enabled") === "on", priority: priorityOf(data), failure_policy: data.get("failure_policy"), config: configOf(data) };
     await api(`/v1/plugins/${plugin.id}`, { method: "PATCH", body });
     toast("Settings saved.");
@@ -351,38 +368,31 @@ async function pluginPage(id) {
     if (!(file instanceof File) || !file.size) throw new FieldError("component", "Choose a .wasm file.");
     const body = new FormData();
     body.append("component", file, file.name);
-    try {
-      const updated = await api(`/v1/plugins/${plugin.id}/component`, { method: "PUT", form: body });
-      toast(`Version ${updated.version} is in force.`);
-      go(`#/plugins/${plugin.id}`);
-    } catch (e) {
-      if (e instanceof ApiError) return showProblem(upload, e, PLUGIN_CODES);
-      throw e;
-    }
-  });
+    const updated = await api(`/v1/plugins/${plugin.id}/component`, { method: "PUT", form: body });
+    toast(`Version ${updated.version} is in force.`);
+    go(`#/plugins/${plugin.id}`);
+  }, PLUGIN_CODES);
 
   const uninstall = h("button", {
     type: "button", class: "danger",
-    onclick: async () => {
+    onclick: guard(async () => {
       if (!confirm(`Uninstall ${plugin.name}? It stops running at once.`)) return;
-      try {
-        await api(`/v1/plugins/${plugin.id}`, { method: "DELETE" });
-        toast(`${plugin.name} uninstalled.`);
-        go("#/plugins");
-      } catch (e) { toast(e.message); }
-    },
+      await api(`/v1/plugins/${plugin.id}`, { method: "DELETE" });
+      toast(`${plugin.name} uninstalled.`);
+      go("#/plugins");
+    }),
   }, "Uninstall");
 
   const stats = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const dry = h("div", {});
-  show(main, h("p", {}, h("a", { href: "#/plugins" }, "← Plugins")),
+  gen === renderSeq && show(main, h("p", {}, h("a", { href: "#/plugins" }, "← Plugins")),
     h("h1", {}, `${plugin.name} `, h("span", { class: "badge" }, `v${plugin.version}`), " ",
       plugin.enabled ? h("span", { class: "badge ok" }, "enabled") : h("span", { class: "badge muted" }, "disabled")),
     h("p", { class: "muted" }, `${plugin.hook} plugin · ${plugin.scope.kind === "platform" ? "platform-wide" : "your lines only"} · ${(plugin.size / 1024).toFixed(1)} KiB · sha256 ${plugin.sha256.slice(0, 12)}… · changed ${when(plugin.updated_at)}`),
     h("section", { class: "panel", "aria-labelledby": "stats-h" }, h("h2", { id: "stats-h" }, "In production"), stats),
     h("section", { class: "panel", "aria-labelledby": "dry-h" }, h("h2", { id: "dry-h" }, "Dry run"), dry),
     h("div", { class: "split" },
-      h("section", { class: "panel", "aria-labelledby": "set-h" }, h("h2", { id: "set-h" }, "Settings"), settings),
+      h("section", { class: "panel", "aria-labelledby": "set-h" }, h("h2", { id: "set-h" }, "Settings"), settingsForm),
       h("section", { class: "panel", "aria-labelledby": "ver-h" }, h("h2", { id: "ver-h" }, "New version"), upload,
         h("h2", {}, "Uninstall"), h("p", { class: "hint" }, "Orders it priced keep its name and version."), uninstall)));
   loadStats(plugin, stats);
@@ -413,7 +423,7 @@ function stat(label, value) {
 
 /** The dry-run form: a sample cart from the merchant's own products. */
 async function dryRunPanel(plugin, el) {
-  const q = new URLSearchParams({ limit: "20" });
+  const q = new URLSearchParams({ limit: "100" });
   const seller = plugin.scope.seller_id;
   if (seller) q.set("seller_id", seller);
   const products = (await api(`/v1/products?${q}`)).items;
@@ -434,7 +444,7 @@ async function dryRunPanel(plugin, el) {
       h("div", { class: "grow" }, field("Codes", h("input", { name: "codes", autocapitalize: "characters" }), "Promotion codes entered, separated by commas")),
       field("Customer's earlier orders", h("input", { name: "order_count", type: "number", min: "0", value: "0" }))),
     h("button", { type: "submit" }, "Run"));
-  const result = h("div", { "aria-live": "polite" });
+  const result = h("div", {});
   onSubmit(form, async (data) => {
     const picked = products.map((p, i) => [p, Number(data.get(`qty-${i}`) || 0)]).filter(([, n]) => n > 0);
     if (!picked.length) throw new FieldError("qty-0", "Put at least one product in the sample cart.");
@@ -505,6 +515,7 @@ function dryRunReport(r, picked, currency) {
 // ------------------------------------------------------------ orders (admin)
 
 async function ordersPage(params) {
+  const gen = renderSeq;
   const q = new URLSearchParams({ limit: "20" });
   if (params.get("cursor")) q.set("cursor", params.get("cursor"));
   const page = await api(`/v1/admin/orders?${q}`);
@@ -515,7 +526,7 @@ async function ordersPage(params) {
     h("td", { "data-label": "Lines", class: "num" }, o.items.length),
     h("td", { "data-label": "Total", class: "num" }, money(o.total, o.currency)),
     h("td", { "data-label": "Status" }, h("span", { class: "badge" }, o.status))));
-  show(main, h("h1", {}, "Orders"),
+  gen === renderSeq && show(main, h("h1", {}, "Orders"),
     page.items.length
       ? h("div", { class: "table-wrap" }, h("table", { class: "stack" },
           h("caption", {}, "Every order, newest first"),
@@ -528,24 +539,23 @@ async function ordersPage(params) {
 }
 
 async function orderPage(id) {
+  const gen = renderSeq;
   const o = await api(`/v1/orders/${encodeURIComponent(id)}`);
   const m = (v) => money(v, o.currency);
   const next = NEXT_STATUS[o.status];
   const move = async (path, body, done) => {
-    try {
-      await api(path, { method: "POST", body });
-      toast(done);
-      go(`#/orders/${o.id}`);
-    } catch (e) { toast(e.message); }
+    await api(path, { method: "POST", body });
+    toast(done);
+    go(`#/orders/${o.id}`);
   };
-  show(main, h("p", {}, h("a", { href: "#/orders" }, "← Orders")),
+  gen === renderSeq && show(main, h("p", {}, h("a", { href: "#/orders" }, "← Orders")),
     h("h1", {}, `Order ${short(o.id)} `, h("span", { class: "badge", id: "order-status" }, o.status)),
     h("p", { class: "muted" }, `Placed ${when(o.created_at)} by customer ${o.user_id}; last change ${when(o.updated_at)}.`),
     h("div", { class: "row" },
-      next && h("button", { type: "button", onclick: () => move(`/v1/admin/orders/${o.id}/status`, { status: next }, `Order marked ${next}.`) }, `Mark ${next}`),
+      next && h("button", { type: "button", onclick: guard(() => move(`/v1/admin/orders/${o.id}/status`, { status: next }, `Order marked ${next}.`)) }, `Mark ${next}`),
       (o.status === "placed" || o.status === "paid") && h("button", {
         type: "button", class: "danger",
-        onclick: () => confirm("Cancel this order? Its stock goes back.") && move(`/v1/orders/${o.id}/cancel`, undefined, "Order cancelled."),
+        onclick: guard(async () => confirm("Cancel this order? Its stock goes back.") && move(`/v1/orders/${o.id}/cancel`, undefined, "Order cancelled.")),
       }, "Cancel order")),
     h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("caption", {}, "Lines"),

@@ -3,22 +3,36 @@
 // orders. Every call is the REST API's, with the shopper's own token.
 
 import {
-  ApiError, FieldError, api, field, h, money, onSignedOut, onSubmit, register,
-  session, short, show, signIn, signOut, toast, when,
+  ApiError, FieldError, api, field, guard, h, money, onSignedOut, onSubmit, register,
+  session, settings, settle, short, show, signIn, signOut, toast, uuid, when, wireSkipLink,
 } from "./api.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 
-/** Catalog prices of products seen, to show what a plugin changed. */
+/** Catalog prices of the cart's products, to show what a plugin changed. */
 const catalog = new Map();
 /** The last cart view (for the count in the header and adding to a line). */
 let cart = null;
 /**
- * The idempotency key of the checkout being attempted: kept until it ends
- * with an answer, so a retry after a lost answer cannot order twice.
+ * Counts renders: a page whose data arrives after the shopper moved on is
+ * not shown over the newer one.
  */
-let checkoutKey = null;
+let renderSeq = 0;
+
+/**
+ * The checkout being attempted, `{key, total}`: its idempotency key is kept
+ * (in the tab, across a reload) until an answer comes, so placing the order
+ * again after a lost answer, or a reload, cannot order twice.
+ */
+const CHECKOUT_KEY = "shopeezy.checkout";
+function pendingCheckout() {
+  try {
+    return JSON.parse(sessionStorage.getItem(CHECKOUT_KEY));
+  } catch {
+    return null;
+  }
+}
 
 function route() {
   const [path, query] = location.hash.slice(1).split("?");
@@ -31,11 +45,14 @@ function go(hash) {
 }
 
 async function render() {
+  const gen = ++renderSeq;
   const { parts, params } = route();
   const [section, id] = parts;
-  if (session() && !cart) await loadCart().catch(() => {});
+  // The header's cart count follows when it comes; no page waits for it.
+  if (session() && !cart) loadCart().then(renderNav, () => {});
   renderNav();
   try {
+    await settings();
     if (section === "signin") signInPage(params);
     else if (section === "register") registerPage();
     else if (section === "cart") await needsSession(cartPage);
@@ -44,9 +61,10 @@ async function render() {
     else await browsePage(params);
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
+    if (e.status === 401 || gen !== renderSeq) return; // signing in again, or moved on
     show(main, h("h1", {}, e.status === 404 ? "Not found" : "Something went wrong"), h("p", { role: "alert" }, e.message));
   }
-  main.focus();
+  if (gen === renderSeq) settle(main, "Shopeezy store");
 }
 
 async function needsSession(page) {
@@ -63,7 +81,7 @@ function renderNav() {
     s && h("a", { href: "#/orders" }, "My orders"),
     s && (s.user.role === "seller" || s.user.role === "admin") && h("a", { href: "/console/" }, "Console"),
     s ? h("span", { class: "muted" }, s.user.username) : h("a", { href: "#/signin" }, "Sign in"),
-    s ? h("button", { type: "button", class: "secondary", onclick: async () => { await signOut(); cart = null; go("#/"); } }, "Sign out")
+    s ? h("button", { type: "button", class: "secondary", onclick: guard(async () => { await signOut(); cart = null; go("#/"); }) }, "Sign out")
       : h("a", { href: "#/register" }, "Register"));
 }
 
@@ -73,11 +91,13 @@ onSignedOut(() => {
   render();
 });
 window.addEventListener("hashchange", render);
+wireSkipLink(main);
 render();
 
 // ------------------------------------------------------------ accounts
 
 function signInPage(params) {
+  const gen = renderSeq;
   const form = h("form", { novalidate: true },
     field("Email or username", h("input", { name: "login", autocomplete: "username", required: true })),
     field("Password", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
@@ -89,12 +109,13 @@ function signInPage(params) {
     const then = params.get("then");
     go(then && then.startsWith("#/") ? then : "#/");
   });
-  show(main, h("h1", {}, "Sign in"), h("section", { class: "panel" }, form),
+  gen === renderSeq && show(main, h("h1", {}, "Sign in"), h("section", { class: "panel" }, form),
     h("p", {}, "New here? ", h("a", { href: "#/register" }, "Create an account"), "."));
   form.querySelector("input").focus();
 }
 
 function registerPage() {
+  const gen = renderSeq;
   const form = h("form", { novalidate: true },
     field("Name", h("input", { name: "name", autocomplete: "name", required: true })),
     field("Username", h("input", { name: "username", autocomplete: "username", required: true, autocapitalize: "off" })),
@@ -103,32 +124,21 @@ function registerPage() {
     h("button", { type: "submit" }, "Create account"));
   onSubmit(form, async (data) => {
     const fields = Object.fromEntries(["name", "username", "email", "password"].map((k) => [k, String(data.get(k) || "")]));
-    try {
-      await register(fields);
-    } catch (e) {
-      if (e instanceof ApiError && e.code === "email_taken") throw fieldProblem(e, "email");
-      if (e instanceof ApiError && e.code === "username_taken") throw fieldProblem(e, "username");
-      throw e;
-    }
+    await register(fields);
     await signIn(fields.email, fields.password);
     cart = null;
     go("#/");
-  });
-  show(main, h("h1", {}, "Create an account"), h("section", { class: "panel" }, form));
-}
-
-function fieldProblem(e, name) {
-  e.problem = { ...e.problem, field: name };
-  return e;
+  }, { email_taken: "email", username_taken: "username" });
+  gen === renderSeq && show(main, h("h1", {}, "Create an account"), h("section", { class: "panel" }, form));
 }
 
 // ------------------------------------------------------------ browse
 
 async function browsePage(params) {
+  const gen = renderSeq;
   const q = new URLSearchParams({ limit: "24" });
   for (const k of ["q", "tag", "cursor"]) if (params.get(k)) q.set(k, params.get(k));
   const page = await api(`/v1/products?${q}`);
-  for (const p of page.items) catalog.set(p.id, p);
   const search = h("form", { role: "search", class: "row" },
     h("div", { class: "field grow" }, h("label", { for: "q" }, "Search the store"),
       h("input", { id: "q", name: "q", type: "search", value: params.get("q") || "" })),
@@ -140,10 +150,10 @@ async function browsePage(params) {
   });
   const more = new URLSearchParams(params);
   if (page.next_cursor) more.set("cursor", page.next_cursor);
-  show(main, h("h1", {}, params.get("q") ? `Results for “${params.get("q")}”` : "Products"), search,
+  gen === renderSeq && show(main, h("h1", {}, params.get("q") ? `Results for “${params.get("q")}”` : "Products"), search,
     page.items.length ? h("ul", { class: "cards" }, page.items.map(productCard)) : h("p", {}, "Nothing found."),
     h("div", { class: "pager" },
-      params.get("cursor") && h("a", { href: "#/" }, "First page"),
+      params.get("cursor") && h("a", { href: params.get("q") ? `#/?q=${encodeURIComponent(params.get("q"))}` : "#/" }, "First page"),
       page.next_cursor && h("a", { href: `#/?${more}` }, "Next page")));
 }
 
@@ -154,7 +164,8 @@ function productCard(p) {
     if (!session()) return go(`#/signin?then=${encodeURIComponent("#/")}`);
     const n = Number(data.get("quantity"));
     if (!Number.isInteger(n) || n < 1) throw new FieldError("quantity", "Enter a quantity of 1 or more.");
-    const line = cart?.items.find((i) => i.product_id === p.id);
+    if (!cart) await loadCart();
+    const line = cart.items.find((i) => i.product_id === p.id);
     cart = await api(`/v1/cart/items/${p.id}`, { method: "PUT", body: { quantity: (line?.quantity || 0) + n } });
     renderNav();
     toast(`${n} × ${p.name} added to the cart.`);
@@ -174,25 +185,27 @@ async function loadCart() {
   return cart;
 }
 
-/** Catalog prices of the cart's products (fetched for those not seen yet). */
+/** The catalog prices of the cart's products, as they are now. */
 async function catalogPrices(items) {
-  await Promise.all(items.filter((i) => !catalog.has(i.product_id)).map(async (i) => {
+  await Promise.all(items.map(async (i) => {
     try {
       catalog.set(i.product_id, await api(`/v1/products/${i.product_id}`));
     } catch {
       // Hidden meanwhile: the cart view no longer holds it after a reload.
+      catalog.delete(i.product_id);
     }
   }));
 }
 
 async function cartPage() {
+  const gen = renderSeq;
   await loadCart();
   await catalogPrices(cart.items);
   renderNav();
   const c = cart;
   const m = (v) => money(v, c.currency);
   if (!c.items.length) {
-    return show(main, h("h1", {}, "Your cart"), h("p", {}, "Your cart is empty. ", h("a", { href: "#/" }, "Browse products"), "."));
+    return gen === renderSeq && show(main, h("h1", {}, "Your cart"), h("p", {}, "Your cart is empty. ", h("a", { href: "#/" }, "Browse products"), "."));
   }
   const rows = c.items.map((i) => {
     const listed = catalog.get(i.product_id)?.price;
@@ -202,18 +215,26 @@ async function cartPage() {
       const n = Number(data.get("quantity"));
       if (!Number.isInteger(n) || n < 0) throw new FieldError("quantity", "Enter a whole number (0 removes).");
       cart = await api(`/v1/cart/items/${i.product_id}`, { method: "PUT", body: { quantity: n } });
-      cartPage();
+      toast(n ? `${i.name}: ${n}. Total ${money(cart.total, cart.currency)}.` : `${i.name} removed.`);
+      await cartPage();
     });
     return h("tr", {},
       h("td", { "data-label": "Product" }, i.name),
       h("td", { "data-label": "Unit price", class: "num unit-price" },
-        listed !== undefined && listed !== i.unit_price ? [h("del", {}, m(listed)), " "] : null, m(i.unit_price)),
+        listed !== undefined && listed !== i.unit_price
+          ? [h("span", { class: "sr-only" }, "was "), h("del", {}, m(listed)), " ", h("span", { class: "sr-only" }, "now ")]
+          : null,
+        m(i.unit_price)),
       h("td", { "data-label": "Quantity", class: "num" }, form),
       h("td", { "data-label": "Discounts" }, i.adjustments.map((a) => h("div", { class: "ok" }, `${a.label}: ${m(a.amount)}`))),
       h("td", { "data-label": "Total", class: "num" }, m(i.line_total)),
       h("td", {}, h("button", {
         type: "button", class: "danger", "aria-label": `Remove ${i.name}`,
-        onclick: async () => { cart = await api(`/v1/cart/items/${i.product_id}`, { method: "DELETE" }); cartPage(); },
+        onclick: guard(async () => {
+          await api(`/v1/cart/items/${i.product_id}`, { method: "DELETE" });
+          toast(`${i.name} removed.`);
+          await cartPage();
+        }),
       }, "Remove")));
   });
   const savedByPrices = c.items.reduce((s, i) => {
@@ -227,32 +248,39 @@ async function cartPage() {
     const code = String(data.get("code") || "").trim();
     if (!code) throw new FieldError("code", "Enter a code.");
     cart = await api("/v1/cart/codes", { method: "POST", body: { code } });
-    toast(`Code ${code} entered.`);
-    cartPage();
+    toast(`Code ${code} entered. Total ${money(cart.total, cart.currency)}.`);
+    await cartPage();
   });
   const checkoutForm = h("form", {}, h("button", { type: "submit", id: "checkout" }, `Place order · ${m(c.total)}`));
   onSubmit(checkoutForm, async () => {
-    checkoutKey ??= crypto.randomUUID();
+    // The same attempt again (no answer came) keeps its key; a cart that
+    // changed since is a new attempt.
+    let pending = pendingCheckout();
+    if (!pending || pending.total !== c.total) pending = { key: uuid(), total: c.total };
+    sessionStorage.setItem(CHECKOUT_KEY, JSON.stringify(pending));
     try {
       const order = await api("/v1/checkout", {
-        method: "POST", headers: { "Idempotency-Key": checkoutKey }, body: { expected_total: c.total },
+        method: "POST", headers: { "Idempotency-Key": pending.key }, body: { expected_total: c.total },
       });
-      checkoutKey = null;
+      sessionStorage.removeItem(CHECKOUT_KEY);
       cart = null;
-      await loadCart().catch(() => {});
+      loadCart().then(renderNav, () => {});
       go(`#/orders/${order.id}?placed=1`);
     } catch (e) {
-      // An answer came: this attempt is over; a new one gets a new key.
-      if (e instanceof ApiError && e.status !== 0 && e.status < 500) checkoutKey = null;
+      // An answer came (not a lost one, not a 5xx to retry): this attempt is over.
+      if (e instanceof ApiError && e.status !== 0 && e.status < 500) sessionStorage.removeItem(CHECKOUT_KEY);
       if (e instanceof ApiError && e.code === "price_changed") {
         await cartPage();
         toast("Prices changed since you looked: check the new total and place the order again.");
         return;
       }
+      if (e instanceof ApiError && e.code === "idempotency_key_reused") {
+        throw new ApiError(422, { detail: "An earlier attempt to place this order may have gone through: check My orders before trying again." });
+      }
       throw e;
     }
   });
-  show(main, h("h1", {}, "Your cart"),
+  gen === renderSeq && show(main, h("h1", {}, "Your cart"),
     h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("caption", {}, "Priced now, with the shop's current offers"),
       h("thead", {}, h("tr", {}, ["Product", "Unit price", "Quantity", "Discounts", "Total", ""].map((t) => h("th", {}, t)))),
@@ -265,7 +293,11 @@ async function cartPage() {
         c.codes.length ? h("ul", { class: "plain" }, c.codes.map((code) => h("li", {}, h("span", { class: "badge" }, code), " ",
           h("button", {
             type: "button", class: "secondary", "aria-label": `Remove code ${code}`,
-            onclick: async () => { cart = await api(`/v1/cart/codes/${encodeURIComponent(code)}`, { method: "DELETE" }); cartPage(); },
+            onclick: guard(async () => {
+              await api(`/v1/cart/codes/${encodeURIComponent(code)}`, { method: "DELETE" });
+              toast(`Code ${code} removed.`);
+              await cartPage();
+            }),
           }, "Remove")))) : null),
       h("div", { class: "totals", id: "totals" },
         savedByPrices ? h("div", { class: "ok" }, h("span", {}, "You save on prices"), h("span", {}, m(savedByPrices))) : null,
@@ -279,8 +311,9 @@ async function cartPage() {
 // ------------------------------------------------------------ orders
 
 async function ordersPage() {
+  const gen = renderSeq;
   const page = await api("/v1/orders?limit=50");
-  show(main, h("h1", {}, "My orders"),
+  gen === renderSeq && show(main, h("h1", {}, "My orders"),
     page.items.length
       ? h("ul", {}, page.items.map((o) => h("li", {},
           h("a", { href: `#/orders/${o.id}` }, `Order ${short(o.id)}`), ` · ${when(o.created_at)} · ${money(o.total, o.currency)} · ${o.status}`)))
@@ -288,12 +321,12 @@ async function ordersPage() {
 }
 
 async function orderPage(id) {
+  const gen = renderSeq;
   const o = await api(`/v1/orders/${encodeURIComponent(id)}`);
   const m = (v) => money(v, o.currency);
   const placed = route().params.get("placed");
-  show(main,
-    placed ? h("p", { class: "ok", role: "status" }, "Thank you! Your order is placed.") : null,
-    h("h1", {}, `Order ${short(o.id)}`),
+  gen === renderSeq && show(main,
+    h("h1", {}, placed ? `Thank you! Order ${short(o.id)} is placed` : `Order ${short(o.id)}`),
     h("p", {}, `Status: `, h("span", { class: "badge" }, o.status), ` · placed ${when(o.created_at)}`),
     h("ul", {}, o.items.map((i) => h("li", {}, `${i.quantity} × ${i.name} at ${m(i.unit_price)}`,
       i.adjustments.map((a) => ` · ${a.label} ${m(a.amount)}`), ` = ${m(i.line_total)}`))),
@@ -301,14 +334,12 @@ async function orderPage(id) {
     h("p", { class: "price" }, `Total ${m(o.total)}`),
     (o.status === "placed" || o.status === "paid") && h("button", {
       type: "button", class: "danger",
-      onclick: async () => {
+      onclick: guard(async () => {
         if (!confirm("Cancel this order?")) return;
-        try {
-          await api(`/v1/orders/${o.id}/cancel`, { method: "POST" });
-          toast("Order cancelled.");
-          go(`#/orders/${o.id}`);
-        } catch (e) { toast(e.message); }
-      },
+        await api(`/v1/orders/${o.id}/cancel`, { method: "POST" });
+        toast("Order cancelled.");
+        go(`#/orders/${o.id}`);
+      }),
     }, "Cancel order"),
     h("p", {}, h("a", { href: "#/orders" }, "All my orders"), " · ", h("a", { href: "#/" }, "Keep shopping")));
 }

@@ -145,7 +145,7 @@ fn parse_origin(value: &str) -> Result<String, String> {
         .or_else(|| origin.strip_prefix("https://"))
         .ok_or("must start with http:// or https://")?;
     let allowed = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
-    if rest.is_empty() || !rest.chars().all(allowed) {
+    if rest.is_empty() || rest.starts_with(':') || !rest.chars().all(allowed) {
         return Err("must be an origin such as http://127.0.0.1:8081 (no path)".into());
     }
     Ok(origin.to_owned())

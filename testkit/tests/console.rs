@@ -96,10 +96,15 @@ async fn seller(accounts: &shopeezy_testkit::Accounts) -> (User, String) {
     (user, email)
 }
 
+/// One browser at a time: on two cores three Chromiums beside the services
+/// would make every step slow for no gain in coverage.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn console_end_to_end(backend: Backend) {
     if ready().is_none() {
         return;
     }
+    let _browser = ONE_BROWSER.lock().await;
     let Some(config) = StackConfig::new(backend).await else {
         return;
     };

@@ -88,16 +88,20 @@ pub fn router(account_url: &str) -> Router {
         })
         .collect();
     let policy = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self' {account_url}; form-action 'self'; base-uri 'none'; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self' {account_url}; form-action 'none'; base-uri 'none'; \
          frame-ancestors 'none'"
     );
     let console = Arc::new(Console {
         etags,
-        policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(
-            "default-src 'none'; connect-src 'self'",
-        )),
-        settings: serde_json::json!({ "account_url": account_url }).to_string(),
+        // The origin was checked by the configuration (no `;`, space or
+        // control character), so the policy is a header value.
+        policy: HeaderValue::from_str(&policy).expect("a checked origin makes a header value"),
+        settings: serde_json::json!({
+            "account_url": account_url,
+            "currency_digits": currency_digits(),
+        })
+        .to_string(),
     });
     Router::new()
         .route("/", get(|| async { Redirect::to("/shop/") }))
@@ -131,6 +135,10 @@ pub fn router(account_url: &str) -> Router {
             "/assets/{name}",
             get(
                 |State(c): State<Arc<Console>>, Path(name): Path<String>, h: HeaderMap| async move {
+                    // The pages live at their own addresses only.
+                    if name.ends_with(".html") {
+                        return shopeezy_common::Problem::not_found("asset").into_response();
+                    }
                     c.serve(&name, &h)
                 },
             ),
@@ -146,9 +154,16 @@ impl Console {
             return shopeezy_common::Problem::not_found("asset").into_response();
         };
         let etag = &self.etags[i];
+        // `If-None-Match` may list several tags, weak ones (`W/"…"`) too:
+        // a byte-identical file matches either.
         let fresh = request
             .get(header::IF_NONE_MATCH)
-            .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|list| {
+                list.split(',')
+                    .map(|t| t.trim().trim_start_matches("W/"))
+                    .any(|t| t == "*" || t.as_bytes() == etag.as_bytes())
+            });
         let mut response = if fresh {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
@@ -175,4 +190,26 @@ impl Console {
         }
         response
     }
+}
+
+/// Digits after the point of every active ISO 4217 currency, as the
+/// catalog's amounts are counted (`iso_currency`, the same table that
+/// validates a product's currency): the browsers' own tables differ for a
+/// few currencies (IQD, HUF…), and a price shown 100 times off is worse
+/// than none. All three-letter codes are tried once, at start-up.
+fn currency_digits() -> serde_json::Map<String, serde_json::Value> {
+    let mut digits = serde_json::Map::new();
+    for a in b'A'..=b'Z' {
+        for b in b'A'..=b'Z' {
+            for c in b'A'..=b'Z' {
+                let code = String::from_utf8_lossy(&[a, b, c]).into_owned();
+                if let Some(exponent) =
+                    iso_currency::Currency::from_code(&code).and_then(|c| c.exponent())
+                {
+                    digits.insert(code, exponent.into());
+                }
+            }
+        }
+    }
+    digits
 }

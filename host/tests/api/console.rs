@@ -90,6 +90,17 @@ async fn pages_load_only_their_own_small_files_under_a_strict_policy() {
     let settings = send(app.host(Method::GET, "/console/settings.json")).await;
     settings.expect(200);
     assert_eq!(settings.body["account_url"], app.accounts.account_url);
+    // Amounts are shown with the catalog's own digits, not the browser's.
+    let digits = &settings.body["currency_digits"];
+    assert_eq!(
+        (digits["USD"].as_u64(), digits["JPY"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(digits["IQD"].as_u64(), Some(3), "{digits}");
+    assert!(
+        digits.get("XAU").is_none(),
+        "no digits for what is not money"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,6 +134,17 @@ async fn files_are_revalidated_and_unknown_ones_are_problems() {
     send(app.host(Method::GET, "/assets/nothing.js"))
         .await
         .expect_problem(404, "not_found");
+    // A page is served at its own address only (with its policy).
+    send(app.host(Method::GET, "/assets/console.html"))
+        .await
+        .expect_problem(404, "not_found");
+    // A weak or listed tag of the same file is current too.
+    let listed = send(
+        app.host(Method::GET, "/assets/console.js")
+            .header(IF_NONE_MATCH, format!("\"x\", W/{etag}")),
+    )
+    .await;
+    listed.expect(304);
     send(app.host(Method::GET, "/assets/..%2Fconsole.rs"))
         .await
         .expect_client_error();
