@@ -146,6 +146,20 @@ export async function signOut() {
   clearSession();
 }
 
+// ------------------------------------------------------------ routing
+
+/** The page a `#/section/id?query` address names (`home` when there is none). */
+export function routeOf(home) {
+  const [path, query] = location.hash.slice(1).split("?");
+  return { parts: (path || home).split("/").filter(Boolean), params: new URLSearchParams(query) };
+}
+
+/** Goes to `hash`, rendering again when it is already there. */
+export function goTo(hash, render) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
 // ------------------------------------------------------------ DOM
 
 /**

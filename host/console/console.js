@@ -6,6 +6,7 @@
 import {
   ApiError, FieldError, api, decimal, field, guard, h, money, onSignedOut, onSubmit,
   parseMoney, session, settings, settle, short, show, signIn, signOut, toast, when, wireSkipLink,
+  goTo, routeOf,
 } from "./api.js";
 
 const main = document.getElementById("main");
@@ -15,15 +16,8 @@ const NEXT_STATUS = { placed: "paid", paid: "shipped", shipped: "delivered" };
 
 // ------------------------------------------------------------ routing
 
-function route() {
-  const [path, query] = location.hash.slice(1).split("?");
-  return { parts: (path || "/products").split("/").filter(Boolean), params: new URLSearchParams(query) };
-}
-
-function go(hash) {
-  if (location.hash === hash) render();
-  else location.hash = hash;
-}
+const route = () => routeOf("/products");
+const go = (hash) => goTo(hash, render);
 
 function me() {
   return session()?.user;

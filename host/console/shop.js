@@ -5,6 +5,7 @@
 import {
   ApiError, FieldError, api, field, guard, h, money, onSignedOut, onSubmit, register,
   session, settings, settle, short, show, signIn, signOut, toast, uuid, when, wireSkipLink,
+  goTo, routeOf,
 } from "./api.js";
 
 const main = document.getElementById("main");
@@ -34,15 +35,8 @@ function pendingCheckout() {
   }
 }
 
-function route() {
-  const [path, query] = location.hash.slice(1).split("?");
-  return { parts: (path || "/").split("/").filter(Boolean), params: new URLSearchParams(query) };
-}
-
-function go(hash) {
-  if (location.hash === hash) render();
-  else location.hash = hash;
-}
+const route = () => routeOf("/");
+const go = (hash) => goTo(hash, render);
 
 async function render() {
   const gen = ++renderSeq;

@@ -13,7 +13,7 @@
 // prints the failed step, saves a screenshot of it and exits 1.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -249,6 +249,26 @@ try {
   const calls = await seller.locator(".stats div", { hasText: "Calls" }).locator("dd").innerText();
   assert.ok(Number(calls) >= 1, `calls counted: ${calls}`);
   await shot(seller, "console-plugin");
+
+  step = "seller's new version that is not a component is refused beside its field";
+  const junk = `${SHOTS}/not-a-component.wasm`;
+  writeFileSync(junk, "this is not WebAssembly");
+  await seller.getByLabel("Component").setInputFiles(junk);
+  await seller.getByRole("button", { name: "Upload new version" }).click();
+  await seller.locator("[aria-invalid=true][name=component]").waitFor();
+
+  step = "seller uploads a new version, disables it, and uninstalls it";
+  await seller.getByLabel("Component").setInputFiles(env("WASM"));
+  await seller.getByRole("button", { name: "Upload new version" }).click();
+  await seller.getByRole("heading", { name: /^volume v2/ }).waitFor();
+  await seller.getByLabel("Enabled").uncheck();
+  await seller.getByLabel("Priority").fill("5");
+  await seller.getByRole("button", { name: "Save settings" }).click();
+  await seller.getByRole("heading", { name: /^volume v2 disabled/ }).waitFor();
+  assert.equal(await seller.getByLabel("Priority").inputValue(), "5");
+  seller.once("dialog", (d) => d.accept());
+  await seller.getByRole("button", { name: "Uninstall" }).click();
+  await seller.getByText("No plugins installed.").waitFor();
   assert.deepEqual(seller.problems, [], "the seller's console ran without errors");
 
   console.log(JSON.stringify({ ok: true, loads }));

@@ -27,43 +27,26 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// An [`Asset`] of `host/console/`, compiled in.
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../../console/", $name)),
+        }
+    };
+}
+
 /// The pages' files, by the name they are served under.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "console.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../console/console.html"),
-    },
-    Asset {
-        name: "shop.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../console/shop.html"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../console/app.css"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/api.js"),
-    },
-    Asset {
-        name: "console.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/console.js"),
-    },
-    Asset {
-        name: "shop.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../console/shop.js"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../../console/icon.svg"),
-    },
+    asset!("console.html", "text/html; charset=utf-8"),
+    asset!("shop.html", "text/html; charset=utf-8"),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("api.js", "text/javascript; charset=utf-8"),
+    asset!("console.js", "text/javascript; charset=utf-8"),
+    asset!("shop.js", "text/javascript; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
 ];
 
 /// What the pages are served with: each file's ETag, the policy and the
