@@ -176,6 +176,9 @@ function stockForm(p) {
 async function productPage(id) {
   const gen = renderSeq;
   const p = await api(`/v1/products/${encodeURIComponent(id)}`);
+  // Products are public, but only its seller (or an admin) manages one: the
+  // API refuses the rest (403), and the console does not offer it.
+  if (me().role !== "admin" && p.seller_id !== me().id) throw new ApiError(404, { detail: "product not found" });
   if (gen === renderSeq) await productForm(p);
 }
 

@@ -133,6 +133,7 @@ try {
   await sku.fill(SKU);
   await seller.getByRole("button", { name: "Create product" }).click();
   await seller.getByRole("heading", { name: `Edit ${PRODUCT}` }).waitFor();
+  const productUrl = seller.url();
 
   step = "seller finds it by search and sets its stock";
   await seller.getByRole("link", { name: "← Products" }).click();
@@ -180,6 +181,12 @@ try {
   await other.getByText("No plugins installed.").waitFor();
   await other.goto(pluginUrl);
   await other.getByRole("heading", { name: "Not found" }).waitFor();
+  step = "another seller cannot manage the product";
+  await other.getByRole("link", { name: "Products" }).click();
+  await other.getByRole("heading", { name: "Products" }).waitFor();
+  await other.goto(productUrl);
+  await other.getByRole("heading", { name: "Not found" }).waitFor();
+  assert.equal(await other.getByRole("button", { name: "Save changes" }).count(), 0);
   await other.context().close();
 
   // -------------------------------------------------- the shopper
