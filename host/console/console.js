@@ -13,6 +13,8 @@ const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 
 const NEXT_STATUS = { placed: "paid", paid: "shipped", shipped: "delivered" };
+/** Columns of numbers, aligned right with their heading. */
+const NUMERIC = new Set(["Version", "Priority", "Lines", "Total", "Quantity", "Unit price", "Line total"]);
 
 // ------------------------------------------------------------ routing
 
@@ -273,7 +275,7 @@ async function pluginsPage(params) {
     page.items.length
       ? h("div", { class: "table-wrap" }, h("table", { class: "stack" },
           h("caption", {}, me().role === "admin" ? "Every plugin" : "Your plugins"),
-          h("thead", {}, h("tr", {}, ["Name", "Hook", "Scope", "Version", "Priority", "On failure", "State"].map((t) => h("th", {}, t)))),
+          h("thead", {}, h("tr", {}, ["Name", "Hook", "Scope", "Version", "Priority", "On failure", "State"].map((t) => h("th", { class: NUMERIC.has(t) ? "num" : null }, t)))),
           h("tbody", {}, rows)))
       : h("p", {}, "No plugins installed."),
     page.next_cursor && h("div", { class: "pager" }, h("a", { href: `#/plugins?cursor=${encodeURIComponent(page.next_cursor)}` }, "Next page")));
@@ -527,7 +529,7 @@ async function ordersPage(params) {
     page.items.length
       ? h("div", { class: "table-wrap" }, h("table", { class: "stack" },
           h("caption", {}, "Every order, newest first"),
-          h("thead", {}, h("tr", {}, ["Order", "Placed", "Customer", "Lines", "Total", "Status"].map((t) => h("th", {}, t)))),
+          h("thead", {}, h("tr", {}, ["Order", "Placed", "Customer", "Lines", "Total", "Status"].map((t) => h("th", { class: NUMERIC.has(t) ? "num" : null }, t)))),
           h("tbody", {}, rows)))
       : h("p", {}, "No orders yet."),
     h("div", { class: "pager" },
@@ -556,7 +558,7 @@ async function orderPage(id) {
       }, "Cancel order")),
     h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("caption", {}, "Lines"),
-      h("thead", {}, h("tr", {}, ["Product", "SKU", "Quantity", "Unit price", "Adjustments", "Line total"].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["Product", "SKU", "Quantity", "Unit price", "Adjustments", "Line total"].map((t) => h("th", { class: NUMERIC.has(t) ? "num" : null }, t)))),
       h("tbody", {}, o.items.map((i) => h("tr", {},
         h("td", { "data-label": "Product" }, i.name),
         h("td", { "data-label": "SKU" }, i.sku),

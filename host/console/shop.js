@@ -277,7 +277,9 @@ async function cartPage() {
   gen === renderSeq && show(main, h("h1", {}, "Your cart"),
     h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("caption", {}, "Priced now, with the shop's current offers"),
-      h("thead", {}, h("tr", {}, ["Product", "Unit price", "Quantity", "Discounts", "Total", ""].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["Product", "Unit price", "Quantity", "Discounts", "Total", "Remove"].map((t) =>
+        h("th", { class: ["Unit price", "Quantity", "Total"].includes(t) ? "num" : null },
+          t === "Remove" ? h("span", { class: "sr-only" }, t) : t)))),
       h("tbody", {}, rows))),
     c.violations.length ? h("div", { role: "alert" }, h("h2", {}, "Before you can order"),
       h("ul", {}, c.violations.map((v) => h("li", { class: "bad" }, v.message)))) : null,
