@@ -290,6 +290,11 @@ impl TestApp {
 
     /// Deletes every Redis key of this app (its key prefix only: other tests
     /// share the server), as a Redis restarted without persistence would.
+    ///
+    /// A repair started by an earlier check (copying the revocations back
+    /// from the database) may still be writing when the keys are deleted, and
+    /// put some back a moment later: the keys are deleted again until none is
+    /// left a moment after a deletion.
     pub async fn forget_redis_keys(&self) {
         let url = self
             .config
@@ -299,35 +304,42 @@ impl TestApp {
         let client = redis::Client::open(url).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let pattern = format!("{}*", self.config.redis_key_prefix);
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            if !keys.is_empty() {
-                let _: u64 = redis::cmd("DEL")
-                    .arg(&keys)
+        let mut left: Vec<String> = Vec::new();
+        for _ in 0..50 {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
                     .query_async(&mut conn)
                     .await
                     .unwrap();
+                if !keys.is_empty() {
+                    let _: u64 = redis::cmd("DEL")
+                        .arg(&keys)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                break;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            left = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if left.is_empty() {
+                return;
             }
-            cursor = next;
         }
-        let left: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(left.is_empty(), "keys left: {left:?}");
+        panic!("keys left: {left:?}");
     }
 
     /// The value of one SQL query answering a single integer, on the app's
