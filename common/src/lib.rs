@@ -15,6 +15,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod openapi;
 pub mod ops;
+pub mod origin;
 pub mod outbox;
 pub mod page;
 pub mod problem;

@@ -56,7 +56,7 @@ pub struct Config {
         long,
         env = "SHOPEEZY_HOST_ACCOUNT_URL",
         default_value = "http://127.0.0.1:8081",
-        value_parser = parse_origin,
+        value_parser = shopeezy_common::origin::parse_origin,
     )]
     pub account_url: String,
 
@@ -136,21 +136,6 @@ pub struct Config {
     pub events: RelaySettings,
 }
 
-/// An `http(s)://host[:port]` origin, without a path (a trailing `/` is
-/// dropped): what a browser compares for CORS and a content security policy.
-fn parse_origin(value: &str) -> Result<String, String> {
-    let origin = value.trim_end_matches('/');
-    let rest = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .ok_or("must start with http:// or https://")?;
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
-    if rest.is_empty() || rest.starts_with(':') || !rest.chars().all(allowed) {
-        return Err("must be an origin such as http://127.0.0.1:8081 (no path)".into());
-    }
-    Ok(origin.to_owned())
-}
-
 impl Config {
     /// The defaults, as if no variable were set (tests start from this).
     pub fn defaults() -> Self {
@@ -199,6 +184,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The account service's address goes into the pages' security policy:
+    /// only a bare origin is taken (lowercased), anything else stops the start.
+    #[test]
+    fn the_account_url_is_an_origin() {
+        let parsed = Config::try_parse_args(["shopeezy-host", "--account-url", "HTTP://Acct:8081"])
+            .expect("an origin");
+        assert_eq!(parsed.account_url, "http://acct:8081");
+        for bad in ["http://acct:8081/", "http://a;b", "acct:8081", "http://a b"] {
+            assert!(
+                Config::try_parse_args(["shopeezy-host", "--account-url", bad]).is_err(),
+                "{bad:?} was taken"
+            );
+        }
+    }
 
     /// A developer's `SHOPEEZY_*` variables do not reach a configuration
     /// parsed from arguments (checked in a child process with some set, one

@@ -14,10 +14,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Method, Uri, header};
+use axum::http::{HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use shopeezy_common::http::REQUEST_ID;
+use shopeezy_common::origin::{InvalidOrigin, parse_origin};
 
 /// How long a browser may cache a preflight's answer.
 const MAX_AGE: Duration = Duration::from_secs(600);
@@ -33,16 +34,11 @@ pub enum CorsOrigins {
 
 /// An origin list that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid CORS origin {origin:?}: {why}; give `*` or a comma-separated list of origins like http://127.0.0.1:8080"
-)]
-pub struct InvalidOrigin {
-    origin: String,
-    why: &'static str,
-}
+#[error("{0}; give `*` or a comma-separated list of origins like http://127.0.0.1:8080")]
+pub struct InvalidOrigins(#[from] InvalidOrigin);
 
 impl FromStr for CorsOrigins {
-    type Err = InvalidOrigin;
+    type Err = InvalidOrigins;
 
     /// `*`, or a comma-separated list of exact origins.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -50,10 +46,17 @@ impl FromStr for CorsOrigins {
             return Ok(Self::Any);
         }
         s.split(',')
-            .map(str::trim)
-            .map(parse_origin)
+            .map(|origin| {
+                let origin = parse_origin(origin.trim())?;
+                // An origin holds only header-safe characters.
+                HeaderValue::from_str(&origin).map_err(|_| InvalidOrigin {
+                    origin,
+                    why: "it is not a valid header value",
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Self::List)
+            .map_err(InvalidOrigins)
     }
 }
 
@@ -67,49 +70,6 @@ impl fmt::Display for CorsOrigins {
             }
         }
     }
-}
-
-/// One origin as a browser sends it in `Origin`: `scheme://host[:port]`,
-/// nothing after. The header is compared byte for byte, so anything else
-/// (a path, a trailing `/`) would silently never match: it is refused.
-/// Schemes and hosts are case-insensitive and browsers send them in
-/// lowercase, so the origin is lowercased.
-fn parse_origin(origin: &str) -> Result<HeaderValue, InvalidOrigin> {
-    let invalid = |why| InvalidOrigin {
-        origin: origin.to_owned(),
-        why,
-    };
-    if origin.is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    if origin == "*" {
-        return Err(invalid("`*` stands alone, not in a list"));
-    }
-    let lower = origin.to_ascii_lowercase();
-    let Some((scheme, authority)) = lower.split_once("://") else {
-        return Err(invalid("it has no scheme (http:// or https://)"));
-    };
-    if scheme != "http" && scheme != "https" {
-        return Err(invalid("its scheme is not http or https"));
-    }
-    if authority.is_empty() {
-        return Err(invalid("it has no host"));
-    }
-    if authority.contains(['/', '?', '#']) {
-        return Err(invalid(
-            "an origin has no path, query or trailing `/` (the browser sends scheme://host[:port])",
-        ));
-    }
-    if authority.contains('@') {
-        return Err(invalid("an origin has no user name or password"));
-    }
-    let uri: Uri = lower
-        .parse()
-        .map_err(|_| invalid("it is not a valid URL"))?;
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid("it has no host"));
-    }
-    HeaderValue::from_str(&lower).map_err(|_| invalid("it is not a valid header value"))
 }
 
 /// The CORS layer for `origins`: methods GET, POST, PUT, PATCH and DELETE;
